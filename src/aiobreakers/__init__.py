@@ -1,0 +1,57 @@
+"""
+Async-first circuit breakers and retry policies, fully typed, stdlib-only.
+
+The whole public API is importable from this package; submodules are private.
+The testing toolkit lives in :mod:`aiobreakers.testing`, which this package
+never imports.
+"""
+
+from ._breaker import BreakerConfig as BreakerConfig
+from ._breaker import BreakerMetrics as BreakerMetrics
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import CircuitState as CircuitState
+from ._errors import CircuitOpenError as CircuitOpenError
+from ._events import CallFailed as CallFailed
+from ._events import CallRejected as CallRejected
+from ._events import CallSucceeded as CallSucceeded
+from ._events import Event as Event
+from ._events import HookFailed as HookFailed
+from ._events import RetryExhausted as RetryExhausted
+from ._events import RetryScheduled as RetryScheduled
+from ._events import StateChanged as StateChanged
+from ._ports import Clock as Clock
+from ._ports import Defaults as Defaults
+from ._ports import EventSink as EventSink
+from ._ports import RandomSource as RandomSource
+from ._ports import Sleeper as Sleeper
+from ._ports import SystemClock as SystemClock
+from ._ports import SystemRandom as SystemRandom
+from ._ports import SystemSleeper as SystemSleeper
+from ._ports import get_defaults as get_defaults
+from ._ports import set_defaults as set_defaults
+
+__all__ = [
+    "BreakerConfig",
+    "BreakerMetrics",
+    "CallFailed",
+    "CallRejected",
+    "CallSucceeded",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "Clock",
+    "Defaults",
+    "Event",
+    "EventSink",
+    "HookFailed",
+    "RandomSource",
+    "RetryExhausted",
+    "RetryScheduled",
+    "Sleeper",
+    "StateChanged",
+    "SystemClock",
+    "SystemRandom",
+    "SystemSleeper",
+    "get_defaults",
+    "set_defaults",
+]

@@ -1,0 +1,768 @@
+"""The circuit breaker: configuration, states and the state machine."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, cast, overload
+
+from . import _ports
+from ._errors import CircuitOpenError
+from ._events import (
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    Hook,
+    StateChanged,
+    check_hook,
+    emit,
+    listening,
+    run_hooks,
+)
+from ._ports import Clock, EventSink, check_port
+from ._validation import check_exceptions, check_int, check_seconds
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+    from types import TracebackType
+
+    from typing_extensions import ParamSpec, Self, TypeVar
+
+    P = ParamSpec("P", default=...)
+    R = TypeVar("R", default=Any)
+else:
+    from typing import ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+
+__all__ = ["BreakerConfig", "BreakerMetrics", "CircuitBreaker", "CircuitState"]
+
+
+class CircuitState(str, Enum):
+    """
+    The state of a circuit breaker.
+
+    Members are strings, so ``breaker.state == "open"`` works.
+    """
+
+    CLOSED = "closed"
+    """Calls pass through; consecutive failures are counted."""
+    OPEN = "open"
+    """Calls are rejected at once, until the recovery timeout has passed."""
+    HALF_OPEN = "half_open"
+    """A limited number of probe calls pass; their outcome closes or re-opens."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return self.value.__format__(format_spec)
+
+
+_CLOSED: Final = CircuitState.CLOSED
+_OPEN: Final = CircuitState.OPEN
+_HALF_OPEN: Final = CircuitState.HALF_OPEN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerConfig:
+    """
+    How a circuit breaker decides to open and to close.
+
+    Args:
+        failure_threshold: Consecutive counted failures, while closed, that open
+            the circuit.
+        success_threshold: Successful probes, while half-open, that close it.
+        recovery_timeout: Seconds the circuit stays open before it lets probes
+            through.
+        included_exceptions: Only exceptions of these types count as failures;
+            empty means every :class:`Exception`.
+        excluded_exceptions: Exceptions of these types never count as failures
+            (they count as successes: the dependency answered). Wins over
+            *included_exceptions*.
+        half_open_max_calls: Probe calls allowed in flight at once while
+            half-open; further calls are rejected as if open.
+
+    Raises:
+        TypeError: A field has the wrong type.
+        ValueError: A field has a value out of range, such as a threshold
+            below 1, a negative timeout, or a non-:class:`Exception` type in an
+            exception tuple. The message names the field.
+    """
+
+    failure_threshold: int = 5
+    success_threshold: int = 3
+    recovery_timeout: float = 60.0
+    included_exceptions: tuple[type[Exception], ...] = ()
+    excluded_exceptions: tuple[type[Exception], ...] = ()
+    half_open_max_calls: int = 1
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_int(owner, "failure_threshold", self.failure_threshold, 1)
+        check_int(owner, "success_threshold", self.success_threshold, 1)
+        check_seconds(owner, "recovery_timeout", self.recovery_timeout)
+        check_exceptions(owner, "included_exceptions", self.included_exceptions)
+        check_exceptions(owner, "excluded_exceptions", self.excluded_exceptions)
+        check_int(owner, "half_open_max_calls", self.half_open_max_calls, 1)
+
+    def counts_as_failure(self, error: Exception) -> bool:
+        """Whether *error*, raised by a protected call, counts as a failure."""
+        included = self.included_exceptions
+        if included and not isinstance(error, included):
+            return False
+        return not isinstance(error, self.excluded_exceptions)
+
+
+_DEFAULT_CONFIG: Final = BreakerConfig()
+
+
+class BreakerMetrics(TypedDict):
+    """The snapshot :meth:`CircuitBreaker.get_metrics` returns (a plain dict)."""
+
+    name: str
+    """The breaker's name."""
+    state: str
+    """The state, as a string: ``"closed"``, ``"open"`` or ``"half_open"``."""
+    total_calls: int
+    """Calls that ran and finished: ``total_successes + total_failures``."""
+    total_successes: int
+    """Calls that returned, or raised an exception that is not counted."""
+    total_failures: int
+    """Calls that raised a counted failure."""
+    total_rejected: int
+    """Calls rejected without running (with or without a fallback)."""
+    total_trips: int
+    """Times the circuit opened."""
+    success_rate: float
+    """``total_successes / total_calls``; ``0.0`` before any call."""
+    failure_rate: float
+    """``total_failures / total_calls``; ``0.0`` before any call."""
+    avg_call_duration_ms: float
+    """Mean duration of the calls in ``total_calls``, in milliseconds."""
+    time_until_recovery: float
+    """Seconds until an open circuit lets a probe through; ``0.0`` otherwise."""
+
+
+class _Spell:
+    """
+    One stretch of time in one state.
+
+    A call remembers the spell it was admitted under. Its outcome moves the
+    state machine only while that same spell lasts (compared by identity);
+    a late outcome updates the totals alone.
+    """
+
+    __slots__ = ("since", "state")
+
+    def __init__(self, state: CircuitState, since: float) -> None:
+        self.state = state
+        self.since = since
+
+
+class _Block:
+    """An active ``with`` block: what its ``__exit__`` needs."""
+
+    __slots__ = ("breaker", "clock", "outer", "spell", "start")
+
+    def __init__(
+        self,
+        breaker: CircuitBreaker[Any, Any],
+        spell: _Spell,
+        clock: Clock,
+        start: float,
+        outer: _Block | None,
+    ) -> None:
+        self.breaker = breaker
+        self.spell = spell
+        self.clock = clock
+        self.start = start
+        self.outer = outer
+
+
+# The with-blocks open in the current thread or task, innermost first. A
+# context variable, so that concurrent blocks on one breaker never mix.
+_blocks: Final[ContextVar[_Block | None]] = ContextVar(
+    "aiobreakers_blocks", default=None
+)
+
+_Change = tuple[CircuitState, CircuitState, str]
+
+_STATE_HOOKS: Final = {
+    _OPEN: "on_open",
+    _CLOSED: "on_close",
+    _HALF_OPEN: "on_half_open",
+}
+
+
+class CircuitBreaker(Generic[P, R]):
+    """
+    A circuit breaker protecting calls to one dependency.
+
+    Use it as a decorator (sync and async functions and methods), as a context
+    manager (``with`` and ``async with``), or through :meth:`call_sync` and
+    :meth:`call_async`.
+
+    The breaker is generic in the protected call's parameters ``P`` and result
+    ``R``, inferred from the *fallback*; without one it is
+    ``CircuitBreaker[..., Any]`` and protects anything.
+
+    Args:
+        name: Identifies the breaker in errors, events, logs and metrics.
+        config: When to open and close; ``None`` for the defaults.
+        fallback: Called with the protected call's arguments, and its result
+            returned, when the circuit rejects a call (instead of raising
+            :class:`CircuitOpenError`). May be async for async functions; a
+            sync fallback may serve an async function. Not used by the
+            context managers, which have no arguments to pass.
+        clock: The monotonic clock for recovery timeouts and durations;
+            ``None`` uses the process-wide default at each call.
+        sink: Receives every event of this breaker, in addition to the
+            process-wide sink; ``None`` for none.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: *name* is empty.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_calls",
+        "_clock",
+        "_config",
+        "_consecutive_failures",
+        "_duration",
+        "_failures",
+        "_fallback",
+        "_half_open_successes",
+        "_hooks",
+        "_lock",
+        "_name",
+        "_probes",
+        "_rejected",
+        "_sink",
+        "_spell",
+        "_successes",
+        "_trips",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        fallback: Callable[P, R] | Callable[P, Awaitable[R]] | None = None,
+        clock: Clock | None = None,
+        sink: EventSink | None = None,
+    ) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        if not name:
+            raise ValueError("name must not be empty")
+        if config is None:
+            config = _DEFAULT_CONFIG
+        elif not isinstance(config, BreakerConfig):
+            raise TypeError(f"config must be a BreakerConfig, got {config!r}")
+        if fallback is not None and not callable(fallback):
+            raise TypeError(f"fallback must be callable, got {fallback!r}")
+        self._name = name
+        self._config = config
+        self._fallback = fallback
+        self._clock = None if clock is None else check_port(clock, Clock, "clock")
+        self._sink = None if sink is None else check_port(sink, EventSink, "sink")
+        self._hooks: dict[str, list[Hook]] | None = None
+        self._lock = threading.Lock()
+        self._spell = _Spell(_CLOSED, 0.0)
+        self._probes = 0
+        self._zero_counters()
+
+    def _zero_counters(self) -> None:
+        self._consecutive_failures = 0
+        self._half_open_successes = 0
+        self._calls = 0
+        self._successes = 0
+        self._failures = 0
+        self._rejected = 0
+        self._trips = 0
+        self._duration = 0.0
+
+    # -- public properties --------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self._name
+
+    @property
+    def config(self) -> BreakerConfig:
+        """The breaker's configuration."""
+        return self._config
+
+    @property
+    def state(self) -> CircuitState:
+        """
+        The current state.
+
+        Reading it moves an open circuit whose recovery timeout has passed to
+        half-open (there are no timer threads: the transition is lazy).
+        """
+        spell = self._spell
+        if spell.state is _OPEN:
+            with self._lock:
+                change = self._maybe_half_open(self._now())
+                spell = self._spell
+            if change is not None:
+                self._announce(change)
+        return spell.state
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._name!r} state={self._spell.state.value}>"
+
+    # -- hooks --------------------------------------------------------------
+
+    def on_open(self, callback: Callable[[Self], object]) -> Callable[[Self], object]:
+        """
+        Call *callback* with the breaker each time the circuit opens.
+
+        Callbacks run after the breaker's lock is released. An async callback
+        is scheduled as a task on the running event loop (or, with none
+        running, run to completion in place). A callback that raises is logged
+        and reported as a :class:`~aiobreakers.HookFailed` event; the
+        protected call is never affected. Returns *callback*, so this can be
+        used as a decorator.
+        """
+        return self._add_hook("on_open", callback)
+
+    def on_close(self, callback: Callable[[Self], object]) -> Callable[[Self], object]:
+        """Call *callback* with the breaker each time the circuit closes."""
+        return self._add_hook("on_close", callback)
+
+    def on_half_open(
+        self, callback: Callable[[Self], object]
+    ) -> Callable[[Self], object]:
+        """Call *callback* with the breaker each time the circuit goes half-open."""
+        return self._add_hook("on_half_open", callback)
+
+    def on_success(
+        self, callback: Callable[[Self], object]
+    ) -> Callable[[Self], object]:
+        """Call *callback* with the breaker after each call counted a success."""
+        return self._add_hook("on_success", callback)
+
+    def on_failure(
+        self, callback: Callable[[Self], object]
+    ) -> Callable[[Self], object]:
+        """Call *callback* with the breaker after each call counted a failure."""
+        return self._add_hook("on_failure", callback)
+
+    def _add_hook(
+        self, hook: str, callback: Callable[[Self], object]
+    ) -> Callable[[Self], object]:
+        check_hook(callback, hook)
+        with self._lock:
+            hooks = dict(self._hooks or {})
+            hooks[hook] = [*hooks.get(hook, ()), callback]
+            # Replaced, never mutated: readers iterate without the lock.
+            self._hooks = hooks
+        return callback
+
+    def _run_hooks(self, hook: str) -> None:
+        hooks = self._hooks
+        if hooks is not None and hook in hooks:
+            run_hooks(
+                hooks[hook], (self,), owner=self._name, hook=hook, sink=self._sink
+            )
+
+    # -- forcing ------------------------------------------------------------
+
+    def trip(self) -> None:
+        """
+        Force the circuit open, with a fresh recovery timeout.
+
+        A trip is counted only when the state changes.
+        """
+        with self._lock:
+            change = self._enter(_OPEN, self._now(), "trip")
+        if change is not None:
+            self._announce(change)
+
+    def reset(self) -> None:
+        """
+        Force the circuit closed and zero every counter.
+
+        Calls still running finish normally: they update the fresh totals but
+        do not move the state machine.
+        """
+        with self._lock:
+            change = self._enter(_CLOSED, self._now(), "reset")
+            if change is None:
+                # Already closed: still start a new spell, so calls admitted
+                # before the reset cannot move the state machine.
+                self._spell = _Spell(_CLOSED, self._spell.since)
+            self._zero_counters()
+        if change is not None:
+            self._announce(change)
+
+    # -- metrics ------------------------------------------------------------
+
+    def get_metrics(self) -> BreakerMetrics:
+        """
+        Return a snapshot of the breaker's counters, rates and state.
+
+        The snapshot is consistent: it is taken under the breaker's lock.
+        """
+        state = self.state
+        with self._lock:
+            calls = self._calls
+            spell = self._spell
+            until_recovery = 0.0
+            if spell.state is _OPEN:
+                until_recovery = self._retry_after(spell, self._now())
+            return {
+                "name": self._name,
+                "state": state.value if spell.state is state else spell.state.value,
+                "total_calls": calls,
+                "total_successes": self._successes,
+                "total_failures": self._failures,
+                "total_rejected": self._rejected,
+                "total_trips": self._trips,
+                "success_rate": self._successes / calls if calls else 0.0,
+                "failure_rate": self._failures / calls if calls else 0.0,
+                "avg_call_duration_ms": (
+                    self._duration / calls * 1000.0 if calls else 0.0
+                ),
+                "time_until_recovery": until_recovery,
+            }
+
+    # -- protecting calls ---------------------------------------------------
+
+    @overload
+    def __call__(
+        self: CircuitBreaker[P2, R2],
+        func: Callable[P2, Coroutine[Any, Any, R2]],
+        /,
+    ) -> Callable[P2, Coroutine[Any, Any, R2]]: ...
+
+    @overload
+    def __call__(
+        self: CircuitBreaker[P2, R2], func: Callable[P2, R2], /
+    ) -> Callable[P2, R2]: ...
+
+    def __call__(self, func: Callable[..., Any], /) -> Callable[..., Any]:
+        """
+        Decorate *func* so that every call to it goes through the breaker.
+
+        Works on sync and async functions and on methods; the wrapper keeps
+        the function's signature, name and docstring.
+
+        Raises:
+            TypeError: *func* is not callable, is a generator function, or is
+                sync while the fallback is async.
+        """
+        if not callable(func):
+            raise TypeError(f"a circuit breaker decorates callables, got {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"cannot protect generator function {func.__qualname__}: it returns"
+                " before its work is done; protect the calls it makes instead"
+            )
+        run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+        if inspect.iscoroutinefunction(func):
+            run = self._run_async
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await run(func, args, kwargs)
+
+            return async_wrapper
+        self._check_sync_fallback(func)
+        run = self._run_sync
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return run(func, args, kwargs)
+
+        return wrapper
+
+    def call_sync(
+        self, func: Callable[P2, R2], /, *args: P2.args, **kwargs: P2.kwargs
+    ) -> R2:
+        """
+        Call ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        Raises:
+            CircuitOpenError: The circuit rejected the call and there is no
+                fallback.
+            Exception: Whatever *func* raises, unchanged.
+        """
+        self._check_sync_fallback(func)
+        return cast("R2", self._run_sync(func, args, kwargs))
+
+    async def call_async(
+        self,
+        func: Callable[P2, Awaitable[R2]],
+        /,
+        *args: P2.args,
+        **kwargs: P2.kwargs,
+    ) -> R2:
+        """
+        Await ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        Raises:
+            CircuitOpenError: The circuit rejected the call and there is no
+                fallback.
+            Exception: Whatever *func* raises, unchanged.
+        """
+        return cast("R2", await self._run_async(func, args, kwargs))
+
+    def __enter__(self) -> Self:
+        """Admit the block as one call, or raise :class:`CircuitOpenError`."""
+        clock = self._clock or _ports.current.clock
+        spell = self._spell
+        if spell.state is not _CLOSED:
+            spell = self._admit(clock, serve_fallback=False)
+        _blocks.set(_Block(self, spell, clock, clock.monotonic(), _blocks.get()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Record the block's outcome; exceptions propagate unchanged."""
+        block = self._pop_block()
+        if exc is None or isinstance(exc, Exception):
+            self._finish(block.spell, block.clock, block.start, exc)
+        else:
+            self._abandon(block.spell)
+
+    async def __aenter__(self) -> Self:
+        """Admit the block as one call, or raise :class:`CircuitOpenError`."""
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Record the block's outcome; exceptions propagate unchanged."""
+        self.__exit__(exc_type, exc, traceback)
+
+    def _pop_block(self) -> _Block:
+        block = _blocks.get()
+        if block is None or block.breaker is not self:
+            raise RuntimeError(
+                f"circuit breaker {self._name!r} exited a block it did not enter"
+            )
+        _blocks.set(block.outer)
+        return block
+
+    def _check_sync_fallback(self, func: Callable[..., Any]) -> None:
+        if self._fallback is not None and inspect.iscoroutinefunction(self._fallback):
+            raise TypeError(
+                f"breaker {self._name!r} has an async fallback, which cannot serve"
+                f" the sync function {getattr(func, '__qualname__', func)!r}"
+            )
+
+    def _run_sync(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        clock = self._clock or _ports.current.clock
+        spell = self._spell
+        if spell.state is not _CLOSED:
+            try:
+                spell = self._admit(clock, serve_fallback=True)
+            except CircuitOpenError:
+                if self._fallback is None:
+                    raise
+                return self._fallback(*args, **kwargs)
+        start = clock.monotonic()
+        try:
+            result = func(*args, **kwargs)
+        except Exception as error:
+            self._finish(spell, clock, start, error)
+            raise
+        except BaseException:
+            self._abandon(spell)
+            raise
+        self._finish(spell, clock, start, None)
+        return result
+
+    async def _run_async(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        clock = self._clock or _ports.current.clock
+        spell = self._spell
+        if spell.state is not _CLOSED:
+            try:
+                spell = self._admit(clock, serve_fallback=True)
+            except CircuitOpenError:
+                if self._fallback is None:
+                    raise
+                result = self._fallback(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+        start = clock.monotonic()
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as error:
+            self._finish(spell, clock, start, error)
+            raise
+        except BaseException:
+            self._abandon(spell)
+            raise
+        self._finish(spell, clock, start, None)
+        return result
+
+    # -- the state machine --------------------------------------------------
+
+    def _now(self) -> float:
+        return (self._clock or _ports.current.clock).monotonic()
+
+    def _admit(self, clock: Clock, *, serve_fallback: bool) -> _Spell:
+        """
+        Admit a call while the circuit is not closed, or reject it.
+
+        Returns the spell the call runs under. Raises :class:`CircuitOpenError`
+        after counting the rejection.
+        """
+        now = clock.monotonic()
+        with self._lock:
+            change = self._maybe_half_open(now)
+            spell = self._spell
+            if spell.state is _CLOSED:
+                admitted = True
+            elif spell.state is _HALF_OPEN:
+                admitted = self._probes < self._config.half_open_max_calls
+                if admitted:
+                    self._probes += 1
+                retry_after = 0.0
+            else:
+                admitted = False
+                retry_after = self._retry_after(spell, now)
+            if not admitted:
+                self._rejected += 1
+        if change is not None:
+            self._announce(change)
+        if admitted:
+            return spell
+        if listening(self._sink):
+            emit(
+                self._sink,
+                CallRejected(
+                    name=self._name,
+                    state=spell.state,
+                    retry_after=retry_after,
+                    fallback=serve_fallback and self._fallback is not None,
+                ),
+            )
+        raise CircuitOpenError(self._name, retry_after, spell.state.value)
+
+    def _retry_after(self, spell: _Spell, now: float) -> float:
+        return max(0.0, spell.since + self._config.recovery_timeout - now)
+
+    def _maybe_half_open(self, now: float) -> _Change | None:
+        """Under the lock: move open to half-open once the timeout has passed."""
+        spell = self._spell
+        if spell.state is _OPEN and now - spell.since >= self._config.recovery_timeout:
+            return self._enter(_HALF_OPEN, now, "recovery_timeout")
+        return None
+
+    def _enter(self, new: CircuitState, now: float, reason: str) -> _Change | None:
+        """Under the lock: start a new spell in state *new*."""
+        old = self._spell.state
+        if new is _OPEN:
+            # A fresh recovery window even when already open (trip()).
+            self._spell = _Spell(_OPEN, now)
+            if old is _OPEN:
+                return None
+            self._trips += 1
+        elif old is new:
+            return None
+        else:
+            self._spell = _Spell(new, now)
+        self._consecutive_failures = 0
+        self._half_open_successes = 0
+        return (old, new, reason)
+
+    def _finish(
+        self, spell: _Spell, clock: Clock, start: float, error: Exception | None
+    ) -> None:
+        """Record the outcome of a call that ran under *spell*."""
+        end = clock.monotonic()
+        duration = end - start
+        failed = error is not None and self._config.counts_as_failure(error)
+        with self._lock:
+            self._calls += 1
+            self._duration += duration
+            if failed:
+                self._failures += 1
+            else:
+                self._successes += 1
+            if spell.state is _HALF_OPEN:
+                self._probes -= 1
+            change = self._judge(spell, end, failed=failed)
+        if change is not None:
+            self._announce(change)
+        if self._hooks is not None or listening(self._sink):
+            self._report_call(duration, error, failed=failed)
+
+    def _judge(self, spell: _Spell, now: float, *, failed: bool) -> _Change | None:
+        """Under the lock: move the state machine for one outcome, if not late."""
+        if spell is not self._spell:
+            return None
+        if spell.state is _HALF_OPEN:
+            if failed:
+                return self._enter(_OPEN, now, "probe_failed")
+            self._half_open_successes += 1
+            if self._half_open_successes >= self._config.success_threshold:
+                return self._enter(_CLOSED, now, "probes_succeeded")
+        elif failed:
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= self._config.failure_threshold:
+                return self._enter(_OPEN, now, "failure_threshold")
+        elif self._consecutive_failures:
+            self._consecutive_failures = 0
+        return None
+
+    def _abandon(self, spell: _Spell) -> None:
+        """Free the probe slot of a call ended by a non-Exception (cancellation)."""
+        if spell.state is _HALF_OPEN:
+            with self._lock:
+                self._probes -= 1
+
+    def _report_call(
+        self, duration: float, error: Exception | None, *, failed: bool
+    ) -> None:
+        if listening(self._sink):
+            emit(
+                self._sink,
+                CallFailed(name=self._name, duration=duration, error=error)
+                if failed and error is not None
+                else CallSucceeded(name=self._name, duration=duration, error=error),
+            )
+        self._run_hooks("on_failure" if failed else "on_success")
+
+    def _announce(self, change: _Change) -> None:
+        """Outside the lock: tell sinks and hooks about a change of state."""
+        old, new, reason = change
+        if listening(self._sink):
+            emit(
+                self._sink,
+                StateChanged(name=self._name, old=old, new=new, reason=reason),
+            )
+        self._run_hooks(_STATE_HOOKS[new])

@@ -1,0 +1,275 @@
+"""
+Typed event records, and delivery of events and hooks.
+
+Every observable thing a breaker or retry policy does is one frozen event
+record. Hooks, the testing spies and user sinks all consume that one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from . import _ports
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitState
+    from ._ports import EventSink
+
+__all__ = [
+    "CallFailed",
+    "CallRejected",
+    "CallSucceeded",
+    "Event",
+    "HookFailed",
+    "RetryExhausted",
+    "RetryScheduled",
+    "StateChanged",
+]
+
+logger: Final = logging.getLogger("aiobreakers")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChanged:
+    """
+    A circuit breaker moved from one state to another.
+
+    Attributes:
+        name: The breaker's name.
+        old: The state it left.
+        new: The state it entered.
+        reason: Why, one of ``"failure_threshold"`` (too many failures while
+            closed), ``"probe_failed"`` (a half-open probe failed),
+            ``"recovery_timeout"`` (open long enough to probe),
+            ``"probes_succeeded"`` (enough half-open probes succeeded),
+            ``"trip"`` and ``"reset"`` (forced by :meth:`~CircuitBreaker.trip`
+            and :meth:`~CircuitBreaker.reset`).
+    """
+
+    name: str
+    old: CircuitState
+    new: CircuitState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSucceeded:
+    """
+    A protected call finished and counts as a success.
+
+    Attributes:
+        name: The breaker's name.
+        duration: How long the call took, in seconds of the breaker's clock.
+        error: ``None`` when the call returned; else the exception it raised,
+            which the breaker's exception filters do not count as a failure
+            (the exception still reached the caller).
+    """
+
+    name: str
+    duration: float
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFailed:
+    """
+    A protected call raised an exception that counts as a failure.
+
+    Attributes:
+        name: The breaker's name.
+        duration: How long the call took, in seconds of the breaker's clock.
+        error: The exception, which reached the caller unchanged.
+    """
+
+    name: str
+    duration: float
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected:
+    """
+    A breaker rejected a call without running it.
+
+    Attributes:
+        name: The breaker's name.
+        state: The breaker's state at the time (open or half-open).
+        retry_after: Seconds until a probe call may pass.
+        fallback: Whether the breaker served the call with its fallback.
+    """
+
+    name: str
+    state: CircuitState
+    retry_after: float
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled:
+    """
+    A retry policy will retry a failed attempt after a delay.
+
+    Attributes:
+        name: The policy's name.
+        attempt: The number of the retry about to happen (1 for the first).
+        error: The exception of the attempt that failed.
+        delay: Seconds the policy waits before the retry.
+    """
+
+    name: str
+    attempt: int
+    error: Exception
+    delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryExhausted:
+    """
+    A retry policy gave up: the last allowed attempt failed.
+
+    Attributes:
+        name: The policy's name.
+        attempts: How many attempts were made in all.
+        error: The last attempt's exception, which reached the caller unchanged.
+    """
+
+    name: str
+    attempts: int
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HookFailed:
+    """
+    A hook callback raised; the protected call went on unaffected.
+
+    Attributes:
+        name: The name of the breaker or policy the hook belongs to.
+        hook: The hook's name, such as ``"on_open"`` or ``"on_retry"``.
+        error: The exception the callback raised.
+    """
+
+    name: str
+    hook: str
+    error: Exception
+
+
+Event: TypeAlias = (
+    StateChanged
+    | CallSucceeded
+    | CallFailed
+    | CallRejected
+    | RetryScheduled
+    | RetryExhausted
+    | HookFailed
+)
+"""Any event a breaker or retry policy emits."""
+
+
+def emit(own: EventSink | None, event: Event) -> None:
+    """Deliver *event* to a breaker's own sink and to the process-wide sink."""
+    for sink in (own, _ports.current.sink):
+        if sink is not None:
+            _deliver(sink, event)
+
+
+def _deliver(sink: EventSink, event: Event) -> None:
+    try:
+        sink.emit(event)
+    except Exception:
+        # Reported, never raised: a sink must not break the call.
+        logger.exception("event sink %r failed on %r", sink, event)
+
+
+def listening(own: EventSink | None) -> bool:
+    """Whether anyone would receive an event (so that it is worth building)."""
+    return own is not None or _ports.current.sink is not None
+
+
+Hook: TypeAlias = Callable[..., "Awaitable[object] | object"]
+
+# Async hook tasks, kept referenced until they finish: the event loop holds
+# only weak references to tasks, so an unreferenced one may vanish mid-run.
+_running_hooks: Final[set[asyncio.Task[Any]]] = set()
+
+
+def check_hook(callback: object, hook: str) -> None:
+    """Raise :class:`TypeError` unless *callback* can be registered as a hook."""
+    if not callable(callback):
+        raise TypeError(f"{hook} callback must be callable, got {callback!r}")
+
+
+def run_hooks(
+    callbacks: list[Hook],
+    args: tuple[Any, ...],
+    *,
+    owner: str,
+    hook: str,
+    sink: EventSink | None,
+) -> None:
+    """
+    Run each callback with *args*; report, never raise, what they raise.
+
+    Sync callbacks run inline. A callback that returns an awaitable (an async
+    function) is scheduled as a task on the running event loop, or, with no
+    loop running in this thread, run to completion right here.
+    """
+    for callback in callbacks:
+        _run_hook(callback, args, owner=owner, hook=hook, sink=sink)
+
+
+def _run_hook(
+    callback: Hook,
+    args: tuple[Any, ...],
+    *,
+    owner: str,
+    hook: str,
+    sink: EventSink | None,
+) -> None:
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            _schedule(result, owner=owner, hook=hook, sink=sink)
+    except Exception as error:  # noqa: BLE001 - a hook must never break a call
+        report_hook_failure(error, owner=owner, hook=hook, sink=sink)
+
+
+def report_hook_failure(
+    error: Exception, *, owner: str, hook: str, sink: EventSink | None
+) -> None:
+    """Log a failed hook and emit :class:`HookFailed`."""
+    logger.error("%s hook of %r failed", hook, owner, exc_info=error)
+    emit(sink, HookFailed(name=owner, hook=hook, error=error))
+
+
+def _schedule(
+    awaitable: Awaitable[object], *, owner: str, hook: str, sink: EventSink | None
+) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # No loop in this thread: run it in place rather than drop it or
+        # leave a coroutine never awaited.
+        asyncio.run(_await(awaitable))
+        return
+    task = loop.create_task(_await(awaitable))
+    _running_hooks.add(task)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        _running_hooks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, Exception):
+            report_hook_failure(error, owner=owner, hook=hook, sink=sink)
+
+    task.add_done_callback(done)
+
+
+async def _await(awaitable: Awaitable[object]) -> object:
+    return await awaitable

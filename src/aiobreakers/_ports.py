@@ -1,0 +1,244 @@
+"""
+The ports aiobreakers is built on, their real implementations, and defaults.
+
+Every breaker and retry policy takes a ``clock``, ``sleeper``, ``random`` or
+``sink`` as a keyword-only argument. When one is omitted, the object looks up
+the process-wide default *each time it needs it*, so :func:`set_defaults` (and
+the fixtures of :mod:`aiobreakers.testing`) reach every breaker and policy,
+even those built at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random as _random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._events import Event
+
+_T = TypeVar("_T")
+
+__all__ = [
+    "Clock",
+    "Defaults",
+    "EventSink",
+    "RandomSource",
+    "Sleeper",
+    "SystemClock",
+    "SystemRandom",
+    "SystemSleeper",
+    "get_defaults",
+    "set_defaults",
+]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """A source of monotonic time, in seconds."""
+
+    def monotonic(self) -> float:
+        """
+        Return the current time of a clock that never goes backwards.
+
+        Only differences between two readings are meaningful.
+        """
+        ...
+
+
+@runtime_checkable
+class Sleeper(Protocol):
+    """Something that waits: asynchronously in coroutines, blocking in threads."""
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Suspend the calling task for *seconds*."""
+        ...
+
+    def sleep_sync(self, seconds: float) -> None:
+        """Block the calling thread for *seconds*."""
+        ...
+
+
+@runtime_checkable
+class RandomSource(Protocol):
+    """A source of random numbers for jittered backoff."""
+
+    def uniform(self, a: float, b: float) -> float:
+        """Return a random float N with ``a <= N <= b``."""
+        ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """
+    A consumer of the events that breakers and retry policies emit.
+
+    :meth:`emit` is called synchronously, outside any lock, on the thread that
+    made the call. An exception it raises is logged and otherwise ignored: a
+    failing sink never breaks a protected call.
+    """
+
+    def emit(self, event: Event) -> None:
+        """Receive one event."""
+        ...
+
+
+class SystemClock:
+    """The real monotonic clock (:func:`time.monotonic`)."""
+
+    __slots__ = ()
+
+    monotonic = staticmethod(time.monotonic)
+
+
+class SystemSleeper:
+    """Real sleeping: :func:`asyncio.sleep` and :func:`time.sleep`."""
+
+    __slots__ = ()
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Suspend the calling task for *seconds* with :func:`asyncio.sleep`."""
+        await asyncio.sleep(seconds)
+
+    def sleep_sync(self, seconds: float) -> None:
+        """Block the calling thread for *seconds* with :func:`time.sleep`."""
+        time.sleep(seconds)
+
+
+class SystemRandom:
+    """
+    Pseudo-random numbers from a private :class:`random.Random`.
+
+    A private generator, never the global :mod:`random` module, so that seeding
+    or drawing from the global one elsewhere does not change our jitter.
+
+    Args:
+        seed: Seed for the generator; ``None`` seeds from the OS.
+    """
+
+    __slots__ = ("_generator",)
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._generator = _random.Random(seed)  # noqa: S311 - jitter, not crypto
+
+    def uniform(self, a: float, b: float) -> float:
+        """Return a random float N with ``a <= N <= b``."""
+        return self._generator.uniform(a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """
+    A snapshot of the process-wide default ports.
+
+    Attributes:
+        clock: The clock breakers and policies use when built without one.
+        sleeper: The sleeper retry policies use when built without one.
+        random: The random source retry policies use when built without one.
+        sink: The sink that receives every event of every breaker and policy,
+            in addition to each one's own ``sink``; ``None`` for none.
+    """
+
+    clock: Clock
+    sleeper: Sleeper
+    random: RandomSource
+    sink: EventSink | None
+
+    def install(self) -> Defaults:
+        """
+        Make this snapshot the process-wide defaults.
+
+        Returns:
+            The defaults in force before, to install again later.
+        """
+        return set_defaults(
+            clock=self.clock, sleeper=self.sleeper, random=self.random, sink=self.sink
+        )
+
+
+class _Keep(enum.Enum):
+    KEEP = enum.auto()
+
+
+KEEP: Final = _Keep.KEEP
+
+
+class _Current:
+    """The live defaults, read on every call (plain attribute reads: fast)."""
+
+    __slots__ = ("clock", "random", "sink", "sleeper")
+
+    def __init__(self) -> None:
+        self.clock: Clock = SystemClock()
+        self.sleeper: Sleeper = SystemSleeper()
+        self.random: RandomSource = SystemRandom()
+        self.sink: EventSink | None = None
+
+
+current: Final = _Current()
+
+
+def get_defaults() -> Defaults:
+    """Return the process-wide default ports now in force."""
+    return Defaults(
+        clock=current.clock,
+        sleeper=current.sleeper,
+        random=current.random,
+        sink=current.sink,
+    )
+
+
+def set_defaults(
+    *,
+    clock: Clock | _Keep | None = KEEP,
+    sleeper: Sleeper | _Keep | None = KEEP,
+    random: RandomSource | _Keep | None = KEEP,
+    sink: EventSink | _Keep | None = KEEP,
+) -> Defaults:
+    """
+    Replace some of the process-wide default ports.
+
+    Breakers and policies built without an explicit port use the new default
+    from their next call on. Arguments left out keep their current value;
+    ``None`` restores the library's own default (the real clock, real sleeping,
+    a private random generator, no sink).
+
+    Returns:
+        The defaults in force before the call; restore them with
+        ``previous.install()``.
+
+    Raises:
+        TypeError: A value does not implement its port.
+    """
+    previous = get_defaults()
+    if clock is not KEEP:
+        current.clock = (
+            SystemClock() if clock is None else check_port(clock, Clock, "clock")
+        )
+    if sleeper is not KEEP:
+        current.sleeper = (
+            SystemSleeper()
+            if sleeper is None
+            else check_port(sleeper, Sleeper, "sleeper")
+        )
+    if random is not KEEP:
+        current.random = (
+            SystemRandom()
+            if random is None
+            else check_port(random, RandomSource, "random")
+        )
+    if sink is not KEEP:
+        current.sink = None if sink is None else check_port(sink, EventSink, "sink")
+    return previous
+
+
+def check_port(value: _T, port: type, what: str) -> _T:
+    """Return *value*, or raise :class:`TypeError` if it does not implement *port*."""
+    if not isinstance(value, port):
+        raise TypeError(
+            f"{what} must implement the {port.__name__} protocol, got {value!r}"
+        )
+    return value

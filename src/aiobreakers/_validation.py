@@ -1,0 +1,41 @@
+"""Checks shared by the configuration classes: each error names the field."""
+
+from __future__ import annotations
+
+import math
+
+
+def check_int(owner: str, field: str, value: object, minimum: int) -> None:
+    """Require a whole number (not a bool) no smaller than *minimum*."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{owner}.{field} must be an int, got {type(value).__name__} {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{owner}.{field} must be >= {minimum}, got {value!r}")
+
+
+def check_seconds(owner: str, field: str, value: object) -> None:
+    """Require a finite, non-negative number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{owner}.{field} must be a number of seconds, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{owner}.{field} must be a finite number >= 0, got {value!r}")
+
+
+def check_exceptions(owner: str, field: str, value: object) -> None:
+    """Require a tuple of :class:`Exception` subclasses."""
+    if not isinstance(value, tuple):
+        raise TypeError(
+            f"{owner}.{field} must be a tuple of Exception subclasses, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    for item in value:
+        if not (isinstance(item, type) and issubclass(item, Exception)):
+            raise ValueError(  # noqa: TRY004 - a wrong value in a right container
+                f"{owner}.{field} must hold only Exception subclasses, got {item!r}"
+                " (BaseExceptions such as cancellation are never counted)"
+            )

@@ -1,0 +1,145 @@
+"""A virtual clock that is also a sleeper."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import threading
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """
+    A virtual monotonic clock and an instant sleeper, for tests.
+
+    It implements both :class:`~aiobreakers.Clock` and
+    :class:`~aiobreakers.Sleeper`: time starts at ``0.0`` and moves only
+    through :meth:`advance` and through the clock's own sleeps, which return at
+    once after moving virtual time forward. Inject it (``clock=``,
+    ``sleeper=``) or install it for everything with the ``fake_clock`` fixture.
+
+    Concurrent :meth:`sleep_async` calls in one event loop wake in deadline
+    order: each sleeping task waits until every task due earlier has woken, and
+    the clock then jumps to its deadline, so time never goes backwards.
+
+    Args:
+        start: The clock's first reading, in seconds.
+
+    Attributes:
+        sleeps: Every delay requested through :meth:`sleep_sync` and
+            :meth:`sleep_async`, in the order requested.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        _check_seconds("start", start, allow_negative=True)
+        self._now = float(start)
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+        # Pending async sleepers: (deadline, order, future), earliest first.
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._waking: asyncio.Handle | None = None
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self._now!r})"
+
+    def monotonic(self) -> float:
+        """Return the virtual time, in seconds."""
+        return self._now
+
+    def time(self) -> float:
+        """Return the virtual time (an alias of :meth:`monotonic`)."""
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        """
+        Move virtual time forward by *seconds*.
+
+        Returns:
+            The new virtual time.
+
+        Raises:
+            ValueError: *seconds* is negative or not finite.
+        """
+        _check_seconds("seconds", seconds)
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def sleep_sync(self, seconds: float) -> None:
+        """Record the delay and advance virtual time by it, returning at once."""
+        _check_seconds("seconds", seconds)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+
+    async def sleep_async(self, seconds: float) -> None:
+        """
+        Record the delay and wake when virtual time reaches its deadline.
+
+        No real time passes: once the event loop has run every ready task, the
+        clock jumps to the earliest pending deadline and wakes its sleeper.
+        """
+        _check_seconds("seconds", seconds)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self.sleeps.append(seconds)
+            deadline = self._now + seconds
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (deadline, next(self._order), future))
+        self._schedule_wake(loop)
+        try:
+            await future
+        finally:
+            if not future.done():
+                future.cancel()
+
+    def _schedule_wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._waking is None:
+            self._waking = loop.call_soon(self._wake_next, loop, 0)
+
+    def _wake_next(self, loop: asyncio.AbstractEventLoop, rounds: int) -> None:
+        # Let every task that can run do so first, so that one about to sleep
+        # for less takes its place in the queue before the clock moves.
+        if rounds < _MAX_SETTLE_ROUNDS and _busy(loop, rounds):
+            self._waking = loop.call_soon(self._wake_next, loop, rounds + 1)
+            return
+        self._waking = None
+        while self._sleepers:
+            deadline, _, future = heapq.heappop(self._sleepers)
+            if future.done():  # cancelled while sleeping
+                continue
+            with self._lock:
+                self._now = max(self._now, deadline)
+            future.set_result(None)
+            break
+        if self._sleepers:
+            self._schedule_wake(loop)
+
+
+# A loop that keeps work ready forever (a task spinning on ``sleep(0)``) must
+# not stall virtual time: after this many rounds the next sleeper wakes anyway.
+_MAX_SETTLE_ROUNDS = 1000
+# Rounds to wait on loops that do not show their ready queue (e.g. uvloop).
+_BLIND_SETTLE_ROUNDS = 5
+
+
+def _busy(loop: asyncio.AbstractEventLoop, rounds: int) -> bool:
+    """Whether other callbacks are ready to run in *loop* right now."""
+    # asyncio's own loops keep ready callbacks in ``_ready``; reading it is the
+    # only way to tell that every task is blocked (trio's autojump knows this
+    # natively). Other loops get a fixed number of rounds instead.
+    ready = getattr(loop, "_ready", None)
+    if ready is None:
+        return rounds < _BLIND_SETTLE_ROUNDS
+    return len(ready) > 0
+
+
+def _check_seconds(name: str, value: float, *, allow_negative: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or (value < 0 and not allow_negative):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
