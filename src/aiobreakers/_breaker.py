@@ -716,10 +716,11 @@ class CircuitBreaker(Generic[P, R]):
             if spell.state is _HALF_OPEN:
                 self._probes -= 1
             change = self._judge(spell, end, failed=failed)
-        if change is not None:
-            self._announce(change)
+        # The call's outcome first, then the change of state it caused.
         if self._hooks is not None or listening(self._sink):
             self._report_call(duration, error, failed=failed)
+        if change is not None:
+            self._announce(change)
 
     def _judge(self, spell: _Spell, now: float, *, failed: bool) -> _Change | None:
         """Under the lock: move the state machine for one outcome, if not late."""

@@ -1,0 +1,55 @@
+"""The public namespaces are exactly what __all__ says."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+def test_all_names_exist_and_are_unique(module_name: str) -> None:
+    """Every name in __all__ is importable, and listed once."""
+    module = importlib.import_module(module_name)
+    assert len(set(module.__all__)) == len(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+def test_every_public_attribute_is_in_all(module_name: str) -> None:
+    """No public name is left out of __all__ (private modules excepted)."""
+    module = importlib.import_module(module_name)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", "") != ""
+    }
+    submodules = {
+        name for name in public if type(getattr(module, name)).__name__ == "module"
+    }
+    assert public - submodules - {"annotations"} == set(module.__all__)
+
+
+@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+def test_public_names_have_docstrings(module_name: str) -> None:
+    """Each exported class and function says what it does."""
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if callable(value):
+            assert (value.__doc__ or "").strip(), name
+
+
+def test_importing_the_core_does_not_import_the_testing_toolkit() -> None:
+    """import aiobreakers never pulls in aiobreakers.testing (nor pytest)."""
+    code = (
+        "import sys, aiobreakers; "
+        "print('aiobreakers.testing' in sys.modules, 'pytest' in sys.modules)"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]
