@@ -6,6 +6,7 @@ The testing toolkit lives in :mod:`aiobreakers.testing`, which this package
 never imports.
 """
 
+from ._backoff import BackoffStrategy as BackoffStrategy
 from ._breaker import BreakerConfig as BreakerConfig
 from ._breaker import BreakerMetrics as BreakerMetrics
 from ._breaker import CircuitBreaker as CircuitBreaker
@@ -29,8 +30,12 @@ from ._ports import SystemRandom as SystemRandom
 from ._ports import SystemSleeper as SystemSleeper
 from ._ports import get_defaults as get_defaults
 from ._ports import set_defaults as set_defaults
+from ._retry import RetryConfig as RetryConfig
+from ._retry import RetryMetrics as RetryMetrics
+from ._retry import RetryPolicy as RetryPolicy
 
 __all__ = [
+    "BackoffStrategy",
     "BreakerConfig",
     "BreakerMetrics",
     "CallFailed",
@@ -45,7 +50,10 @@ __all__ = [
     "EventSink",
     "HookFailed",
     "RandomSource",
+    "RetryConfig",
     "RetryExhausted",
+    "RetryMetrics",
+    "RetryPolicy",
     "RetryScheduled",
     "Sleeper",
     "StateChanged",

@@ -24,7 +24,7 @@ from ._events import (
     run_hooks,
 )
 from ._ports import Clock, EventSink, check_port
-from ._validation import check_exceptions, check_int, check_seconds
+from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -263,10 +263,7 @@ class CircuitBreaker(Generic[P, R]):
         clock: Clock | None = None,
         sink: EventSink | None = None,
     ) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {name!r}")
-        if not name:
-            raise ValueError("name must not be empty")
+        check_name(name)
         if config is None:
             config = _DEFAULT_CONFIG
         elif not isinstance(config, BreakerConfig):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -136,11 +136,14 @@ class RetryExhausted:
         name: The policy's name.
         attempts: How many attempts were made in all.
         error: The last attempt's exception, which reached the caller unchanged.
+        elapsed: Seconds of the policy's clock from the first failed attempt
+            to giving up: what the retries cost the caller.
     """
 
     name: str
     attempts: int
     error: Exception
+    elapsed: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,7 +208,7 @@ def check_hook(callback: object, hook: str) -> None:
 
 
 def run_hooks(
-    callbacks: list[Hook],
+    callbacks: Sequence[Hook],
     args: tuple[Any, ...],
     *,
     owner: str,

@@ -5,6 +5,14 @@ from __future__ import annotations
 import math
 
 
+def check_name(name: object) -> None:
+    """Require a non-empty string: a breaker's or policy's name."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name!r}")
+    if not name:
+        raise ValueError("name must not be empty")
+
+
 def check_int(owner: str, field: str, value: object, minimum: int) -> None:
     """Require a whole number (not a bool) no smaller than *minimum*."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -1,0 +1,92 @@
+"""Backoff strategies: pure functions from a retry number to a delay."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._ports import RandomSource
+
+__all__ = ["BackoffStrategy"]
+
+# 2.0 ** 1024 overflows a float; any cap this large is beyond every max_delay.
+_MAX_DOUBLINGS = 1023
+
+
+class BackoffStrategy(str, Enum):
+    """
+    How a retry policy spaces its retries.
+
+    With ``cap = min(max_delay, base_delay * 2 ** (k - 1))`` for retry ``k``
+    (1 for the first), the delay before retry ``k`` is:
+
+    =================  =====================================================
+    ``EXPONENTIAL``    ``cap``
+    ``FULL_JITTER``    ``uniform(0, cap)``
+    ``EQUAL_JITTER``   ``cap / 2 + uniform(0, cap / 2)``
+    ``DECORRELATED``   ``min(max_delay, uniform(base_delay, 3 * previous))``,
+                       where ``previous`` is the delay before the previous
+                       retry of the same call, ``base_delay`` at first
+    =================  =====================================================
+
+    These are the strategies of the AWS Architecture Blog's "Exponential
+    Backoff And Jitter". ``FULL_JITTER`` spreads retries of many clients the
+    most and is the default.
+    """
+
+    EXPONENTIAL = "exponential"
+    """Doubling delays, no randomness: predictable."""
+    FULL_JITTER = "full_jitter"
+    """Random delays between 0 and the doubling cap: spreads retry storms."""
+    EQUAL_JITTER = "equal_jitter"
+    """Half the cap, plus up to half again at random."""
+    DECORRELATED = "decorrelated"
+    """Random delays that grow from the previous one (up to three times it)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return self.value.__format__(format_spec)
+
+    def delay(
+        self,
+        retry: int,
+        *,
+        base_delay: float,
+        max_delay: float,
+        previous: float,
+        random: RandomSource,
+    ) -> float:
+        """
+        Return the delay, in seconds, before retry number *retry*.
+
+        Args:
+            retry: The retry about to happen, from 1.
+            base_delay: The first cap, in seconds.
+            max_delay: No delay exceeds this, in seconds.
+            previous: The delay before the previous retry of the same call
+                (``base_delay`` before the first); only ``DECORRELATED`` uses it.
+            random: The source of jitter; ``EXPONENTIAL`` draws nothing.
+
+        Returns:
+            A delay between ``0`` and ``max_delay``.
+        """
+        if self is BackoffStrategy.DECORRELATED:
+            return min(max_delay, random.uniform(base_delay, 3.0 * previous))
+        cap = exponential_cap(retry, base_delay, max_delay)
+        if self is BackoffStrategy.EXPONENTIAL:
+            return cap
+        if self is BackoffStrategy.FULL_JITTER:
+            return random.uniform(0.0, cap)
+        half = cap / 2.0
+        return half + random.uniform(0.0, half)
+
+
+def exponential_cap(retry: int, base_delay: float, max_delay: float) -> float:
+    """Return ``min(max_delay, base_delay * 2 ** (retry - 1))`` without overflow."""
+    doublings = retry - 1
+    if doublings > _MAX_DOUBLINGS:
+        return max_delay if base_delay > 0 else 0.0
+    return min(max_delay, base_delay * 2.0**doublings)
