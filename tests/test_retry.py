@@ -354,7 +354,7 @@ def test_rejects_generators_and_non_callables(clock: FakeClock) -> None:
     with pytest.raises(TypeError, match="generator function"):
         retry(numbers)
     with pytest.raises(TypeError, match="decorates callables"):
-        retry(3)  # type: ignore[call-overload]
+        retry(3)  # type: ignore[type-var]
 
 
 # -- with a breaker -----------------------------------------------------------

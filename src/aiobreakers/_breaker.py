@@ -8,7 +8,7 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, final, overload
 
 from . import _ports
 from ._errors import CircuitOpenError
@@ -26,6 +26,19 @@ from ._events import (
 from ._ports import Clock, EventSink, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
+
+@final
+class _NoFallback:
+    """
+    The result type of a breaker built without a fallback (never instantiated).
+
+    ``CircuitBreaker("api")`` is a ``CircuitBreaker[..., _NoFallback]``: its
+    decorator returns the decorated function's own type, exactly. A breaker
+    with a fallback has a real result type, and its decorator checks the
+    function against the fallback instead.
+    """
+
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
     from types import TracebackType
@@ -33,15 +46,18 @@ if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Self, TypeVar
 
     P = ParamSpec("P", default=...)
-    R = TypeVar("R", default=Any)
+    R = TypeVar("R", default=_NoFallback)
 else:
     from typing import ParamSpec, TypeVar
 
     P = ParamSpec("P")
     R = TypeVar("R")
 
-P2 = ParamSpec("P2")
-R2 = TypeVar("R2")
+# Method-scoped type variables.
+Q = ParamSpec("Q")
+T = TypeVar("T")
+_FR = TypeVar("_FR")
+_F = TypeVar("_F", bound="Callable[..., Any]")
 
 __all__ = ["BreakerConfig", "BreakerMetrics", "CircuitBreaker", "CircuitState"]
 
@@ -254,6 +270,30 @@ class CircuitBreaker(Generic[P, R]):
         "_trips",
     )
 
+    # The async-fallback overload comes first: otherwise R would be inferred
+    # as the fallback's awaitable rather than what it resolves to.
+    @overload
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        fallback: Callable[P, Awaitable[R]],
+        clock: Clock | None = None,
+        sink: EventSink | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        fallback: Callable[P, R] | None = None,
+        clock: Clock | None = None,
+        sink: EventSink | None = None,
+    ) -> None: ...
+
     def __init__(
         self,
         name: str,
@@ -272,7 +312,8 @@ class CircuitBreaker(Generic[P, R]):
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         self._name = name
         self._config = config
-        self._fallback = fallback
+        # Stored erased: R must not appear in a mutable attribute.
+        self._fallback: Callable[..., Any] | None = fallback
         self._clock = None if clock is None else check_port(clock, Clock, "clock")
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
         self._hooks: dict[str, list[Hook]] | None = None
@@ -441,17 +482,21 @@ class CircuitBreaker(Generic[P, R]):
 
     # -- protecting calls ---------------------------------------------------
 
+    # Without a fallback the decorator is typed as the identity: the wrapper has
+    # the function's exact type. With one, the function must fit the
+    # fallback's parameters and result.
     @overload
-    def __call__(
-        self: CircuitBreaker[P2, R2],
-        func: Callable[P2, Coroutine[Any, Any, R2]],
-        /,
-    ) -> Callable[P2, Coroutine[Any, Any, R2]]: ...
+    def __call__(self: CircuitBreaker[..., _NoFallback], func: _F, /) -> _F: ...
 
     @overload
     def __call__(
-        self: CircuitBreaker[P2, R2], func: Callable[P2, R2], /
-    ) -> Callable[P2, R2]: ...
+        self: CircuitBreaker[Q, T], func: Callable[Q, Coroutine[Any, Any, T]], /
+    ) -> Callable[Q, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(
+        self: CircuitBreaker[Q, T], func: Callable[Q, T], /
+    ) -> Callable[Q, T]: ...
 
     def __call__(self, func: Callable[..., Any], /) -> Callable[..., Any]:
         """
@@ -489,11 +534,30 @@ class CircuitBreaker(Generic[P, R]):
 
         return wrapper
 
+    @overload
     def call_sync(
-        self, func: Callable[P2, R2], /, *args: P2.args, **kwargs: P2.kwargs
-    ) -> R2:
+        self: CircuitBreaker[..., _NoFallback],
+        func: Callable[Q, T],
+        /,
+        *args: Q.args,
+        **kwargs: Q.kwargs,
+    ) -> T: ...
+
+    @overload
+    def call_sync(
+        self: CircuitBreaker[..., _FR],
+        func: Callable[Q, T],
+        /,
+        *args: Q.args,
+        **kwargs: Q.kwargs,
+    ) -> T | _FR: ...
+
+    def call_sync(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """
         Call ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        When the circuit rejects the call, the fallback (if any) is called with
+        ``*args`` and ``**kwargs`` instead.
 
         Raises:
             CircuitOpenError: The circuit rejected the call and there is no
@@ -501,24 +565,41 @@ class CircuitBreaker(Generic[P, R]):
             Exception: Whatever *func* raises, unchanged.
         """
         self._check_sync_fallback(func)
-        return cast("R2", self._run_sync(func, args, kwargs))
+        return self._run_sync(func, args, kwargs)
+
+    @overload
+    async def call_async(
+        self: CircuitBreaker[..., _NoFallback],
+        func: Callable[Q, Awaitable[T]],
+        /,
+        *args: Q.args,
+        **kwargs: Q.kwargs,
+    ) -> T: ...
+
+    @overload
+    async def call_async(
+        self: CircuitBreaker[..., _FR],
+        func: Callable[Q, Awaitable[T]],
+        /,
+        *args: Q.args,
+        **kwargs: Q.kwargs,
+    ) -> T | _FR: ...
 
     async def call_async(
-        self,
-        func: Callable[P2, Awaitable[R2]],
-        /,
-        *args: P2.args,
-        **kwargs: P2.kwargs,
-    ) -> R2:
+        self, func: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    ) -> Any:
         """
         Await ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        When the circuit rejects the call, the fallback (if any) is called with
+        ``*args`` and ``**kwargs`` instead, and awaited if it is async.
 
         Raises:
             CircuitOpenError: The circuit rejected the call and there is no
                 fallback.
             Exception: Whatever *func* raises, unchanged.
         """
-        return cast("R2", await self._run_async(func, args, kwargs))
+        return await self._run_async(func, args, kwargs)
 
     def __enter__(self) -> Self:
         """Admit the block as one call, or raise :class:`CircuitOpenError`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, cast
 
 from . import _ports
 from ._backoff import BackoffStrategy
@@ -23,12 +23,13 @@ from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable
 
 __all__ = ["RetryConfig", "RetryMetrics", "RetryPolicy"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_F = TypeVar("_F", bound="Callable[..., Any]")
 
 RetryHook = TypeVar("RetryHook", bound="Callable[[int, Exception, float], object]")
 
@@ -278,15 +279,9 @@ class RetryPolicy:
 
     # -- protecting calls ---------------------------------------------------
 
-    @overload
-    def __call__(
-        self, func: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
-
-    def __call__(self, func: Callable[..., Any], /) -> Callable[..., Any]:
+    # Typed as the identity: retrying changes neither parameters nor result,
+    # so the wrapper keeps the function's exact type (sync or async).
+    def __call__(self, func: _F, /) -> _F:
         """
         Decorate *func* so that its failed calls are retried.
 
@@ -310,14 +305,14 @@ class RetryPolicy:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await run_async(func, args, kwargs)
 
-            return async_wrapper
+            return cast("_F", async_wrapper)
         run_sync = self._run_sync
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return run_sync(func, args, kwargs)
 
-        return wrapper
+        return cast("_F", wrapper)
 
     def call_sync(
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
