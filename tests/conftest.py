@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from aiobreakers.testing import FakeClock
+if TYPE_CHECKING:
+    from aiobreakers.testing import FakeClock
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    """A fresh virtual clock, injected explicitly into what a test builds."""
-    return FakeClock()
+def clock(fake_clock: FakeClock) -> FakeClock:
+    """The plugin's virtual clock: the default, and injected where tests say."""
+    return fake_clock

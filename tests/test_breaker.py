@@ -21,21 +21,14 @@ from aiobreakers import (
     HookFailed,
     StateChanged,
 )
+from aiobreakers.testing import Spy
 
 if TYPE_CHECKING:
     from aiobreakers.testing import FakeClock
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-
 def make(
-    clock: FakeClock, sink: Recorder | None = None, **config: Any
+    clock: FakeClock, sink: Spy | None = None, **config: Any
 ) -> CircuitBreaker[..., Any]:
     return CircuitBreaker("api", BreakerConfig(**config), clock=clock, sink=sink)
 
@@ -532,7 +525,7 @@ def test_state_hooks_fire_on_each_transition(clock: FakeClock) -> None:
 
 def test_call_hooks_and_events(clock: FakeClock) -> None:
     """on_success / on_failure fire per call; the sink sees typed events."""
-    sink = Recorder()
+    sink = Spy()
     breaker = make(clock, sink, failure_threshold=1, recovery_timeout=4)
     outcomes: list[str] = []
     breaker.on_success(lambda b: outcomes.append("success"))
@@ -565,7 +558,7 @@ def test_a_raising_hook_is_reported_and_the_call_goes_on(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hook that raises never breaks the call; it is logged and emitted."""
-    sink = Recorder()
+    sink = Spy()
     breaker = make(clock, sink)
     hook_error = RuntimeError("hook bug")
 
@@ -611,7 +604,7 @@ async def test_async_hooks_run_as_tasks_on_the_running_loop(clock: FakeClock) ->
 
 async def test_a_failing_async_hook_is_reported(clock: FakeClock) -> None:
     """An async hook that raises is reported as HookFailed."""
-    sink = Recorder()
+    sink = Spy()
     breaker = make(clock, sink)
     finished = asyncio.Event()
 

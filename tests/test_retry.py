@@ -13,22 +13,13 @@ from aiobreakers import (
     BreakerConfig,
     CircuitBreaker,
     CircuitOpenError,
-    Event,
     HookFailed,
     RetryConfig,
     RetryExhausted,
     RetryPolicy,
     RetryScheduled,
 )
-from aiobreakers.testing import FakeClock, FakeRandom
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
+from aiobreakers.testing import FakeClock, FakeRandom, Spy
 
 
 class Flaky:
@@ -48,9 +39,7 @@ class Flaky:
         return self(*args)
 
 
-def policy(
-    clock: FakeClock, sink: Recorder | None = None, **config: Any
-) -> RetryPolicy:
+def policy(clock: FakeClock, sink: Spy | None = None, **config: Any) -> RetryPolicy:
     config.setdefault("strategy", BackoffStrategy.EXPONENTIAL)
     return RetryPolicy(
         "api", RetryConfig(**config), sleeper=clock, clock=clock, sink=sink
@@ -264,7 +253,7 @@ def test_a_raising_retry_hook_is_reported(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A failing on_retry hook never stops the retry."""
-    sink = Recorder()
+    sink = Spy()
     retry = policy(clock, sink)
     bug = RuntimeError("hook bug")
 
@@ -279,7 +268,7 @@ def test_a_raising_retry_hook_is_reported(
 
 def test_events_describe_retries_and_exhaustion(clock: FakeClock) -> None:
     """RetryScheduled per retry, RetryExhausted when retries run out."""
-    sink = Recorder()
+    sink = Spy()
     errors = [ConnectionError(i) for i in range(3)]
     retry = policy(clock, sink, max_retries=2, base_delay=1)
     with pytest.raises(ConnectionError):

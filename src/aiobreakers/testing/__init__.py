@@ -1,12 +1,32 @@
 """
 Test doubles for code that uses aiobreakers: no sleeping, no patching.
 
-:class:`FakeClock` is a virtual clock and an instant sleeper;
-:class:`FakeRandom` makes jitter exact. This package is
-never imported by :mod:`aiobreakers` itself.
+- :class:`FakeClock`: a virtual clock and an instant sleeper.
+- :class:`FakeRandom`: exact jitter.
+- :class:`BreakerSpy`, :class:`RetrySpy`: record events, assert on them.
+- :func:`fakes`: install all of them as process-wide defaults for a block.
+- A pytest plugin, loaded automatically, with the fixtures ``fake_clock``,
+  ``fake_random``, ``breaker_spy`` and ``retry_spy``.
+
+This package is never imported by :mod:`aiobreakers` itself.
 """
 
 from ._clock import FakeClock as FakeClock
+from ._fakes import Fakes as Fakes
+from ._fakes import fakes as fakes
 from ._random import FakeRandom as FakeRandom
+from ._sinks import add_sink as add_sink
+from ._spy import BreakerSpy as BreakerSpy
+from ._spy import RetrySpy as RetrySpy
+from ._spy import Spy as Spy
 
-__all__ = ["FakeClock", "FakeRandom"]
+__all__ = [
+    "BreakerSpy",
+    "FakeClock",
+    "FakeRandom",
+    "Fakes",
+    "RetrySpy",
+    "Spy",
+    "add_sink",
+    "fakes",
+]

@@ -33,15 +33,25 @@ class FakeRandom:
     """
 
     def __init__(self, fractions: float | Iterable[float] = 0.5) -> None:
-        self._constant: float | None
-        if isinstance(fractions, (int, float)):
-            self._constant = _check_fraction(fractions)
-            self._script: list[float] = []
-        else:
-            self._constant = None
-            self._script = [_check_fraction(f) for f in fractions]
+        self._constant: float | None = None
+        self._script: list[float] = []
         self._next = 0
         self.draws: list[tuple[float, float, float]] = []
+        self.set(fractions)
+
+    def set(self, fractions: float | Iterable[float]) -> None:
+        """
+        Replace the fractions of future draws (``draws`` is kept).
+
+        Args:
+            fractions: One fraction for every draw, or a sequence used in
+                order, as for the constructor.
+        """
+        if isinstance(fractions, (int, float)):
+            constant, script = _check_fraction(fractions), []
+        else:
+            constant, script = None, [_check_fraction(f) for f in fractions]
+        self._constant, self._script, self._next = constant, script, 0
 
     def __repr__(self) -> str:
         if self._constant is not None:
