@@ -135,7 +135,10 @@ def _purgatory_factory(module: Any, *, asynchronous: bool) -> Any:
 
 
 def _purgatory_breaker(module: Any, name: str) -> Any:
-    return _purgatory_factory(module, asynchronous=False).get_breaker(name)
+    # get_breaker() registers the breaker's state (a Context) and wraps it in a
+    # handle that purgatory's own decorator throws away after each call: the
+    # Context is what a purgatory breaker costs.
+    return _purgatory_factory(module, asynchronous=False).get_breaker(name).context
 
 
 def _purgatory_decorate(*, asynchronous: bool) -> Callable[[Any, str, Fn], Fn]:
