@@ -79,7 +79,7 @@ def async_sampler(body: Body, loop: asyncio.AbstractEventLoop) -> Sampler:
 
 
 def threaded_sampler(body: Body, threads: int) -> Sampler:
-    """Time ``threads`` threads calling ``body()`` ``n`` times each, all at once.
+    """Time ``threads`` threads sharing ``n`` calls of ``body()``, all at once.
 
     The result is wall-clock time divided by the total number of calls, so it is
     the throughput cost of one call under contention. Starting the threads is
@@ -87,11 +87,12 @@ def threaded_sampler(body: Body, threads: int) -> Sampler:
     """
 
     def sample(n: int) -> float:
+        each = max(1, n // threads)
         barrier = threading.Barrier(threads + 1)
 
         def work() -> None:
             barrier.wait()
-            for _ in repeat(None, n):
+            for _ in repeat(None, each):
                 body()
 
         workers = [threading.Thread(target=work) for _ in range(threads)]
@@ -101,19 +102,23 @@ def threaded_sampler(body: Body, threads: int) -> Sampler:
         start = time.perf_counter_ns()
         for worker in workers:
             worker.join()
-        return (time.perf_counter_ns() - start) / (n * threads)
+        return (time.perf_counter_ns() - start) / (each * threads)
 
     return sample
+
+
+def _iterations(per_call_ns: float, target_ns: float) -> int:
+    return max(1, min(_MAX_ITERATIONS, round(target_ns / max(per_call_ns, 0.1))))
 
 
 def calibrate(sample: Sampler, target_ns: float) -> int:
     """Return an iteration count for which one sample takes about ``target_ns``."""
     n = 1
-    while True:
-        per_call = max(sample(n), 0.1)
-        if per_call * n >= target_ns / 10 or n >= _MAX_ITERATIONS:
-            return max(1, min(_MAX_ITERATIONS, round(target_ns / per_call)))
+    while (per_call := sample(n)) * n < target_ns / 10 and n < _MAX_ITERATIONS:
         n *= 10
+    # Check at full size: some costs (lock convoys between threads) only show
+    # once a sample outlasts the interpreter's thread switch interval.
+    return _iterations(sample(_iterations(per_call, target_ns)), target_ns)
 
 
 @dataclass(frozen=True)
