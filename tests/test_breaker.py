@@ -720,3 +720,33 @@ def test_state_compares_to_strings_and_prints_as_one() -> None:
 def test_repr_names_the_breaker_and_state(clock: FakeClock) -> None:
     """repr shows name and state."""
     assert repr(make(clock)) == "<CircuitBreaker 'api' state=closed>"
+
+
+def test_trip_after_the_timeout_counts_whether_or_not_state_was_read(
+    clock: FakeClock,
+) -> None:
+    """trip() on an expired open circuit re-opens it from half-open, counted."""
+    unread, read = make(clock, recovery_timeout=5), make(clock, recovery_timeout=5)
+    for breaker in (unread, read):
+        breaker.trip()
+    clock.advance(5)
+    assert read.state == "half_open"
+    for breaker in (unread, read):
+        breaker.trip()
+        assert breaker.get_metrics()["total_trips"] == 2
+
+
+async def test_objects_with_an_async_call_method_are_protected(
+    clock: FakeClock,
+) -> None:
+    """A callable object whose __call__ is async is awaited inside the breaker."""
+
+    class Endpoint:
+        async def __call__(self) -> str:
+            raise ConnectionError
+
+    protected = make(clock, failure_threshold=1)(Endpoint())
+    with pytest.raises(ConnectionError):
+        await protected()
+    with pytest.raises(CircuitOpenError):
+        await protected()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import threading
@@ -23,6 +24,7 @@ from ._events import (
     listening,
     run_hooks,
 )
+from ._inspect import check_decoratable, is_async_callable
 from ._ports import Clock, EventSink, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
@@ -262,6 +264,7 @@ class CircuitBreaker(Generic[P, R]):
         "_hooks",
         "_lock",
         "_name",
+        "_open_blocks",
         "_probes",
         "_rejected",
         "_sink",
@@ -317,6 +320,8 @@ class CircuitBreaker(Generic[P, R]):
         self._clock = None if clock is None else check_port(clock, Clock, "clock")
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
         self._hooks: dict[str, list[Hook]] | None = None
+        # Open with-blocks, made on first use (most breakers never need it).
+        self._open_blocks: list[_Block] | None = None
         self._lock = threading.Lock()
         self._spell = _Spell(_CLOSED, 0.0)
         self._probes = 0
@@ -425,12 +430,17 @@ class CircuitBreaker(Generic[P, R]):
         """
         Force the circuit open, with a fresh recovery timeout.
 
-        A trip is counted only when the state changes.
+        A trip is counted only when the state changes. An open circuit whose
+        recovery timeout has passed counts as half-open here, as it would for
+        a call, so whether the state was read first makes no difference.
         """
+        now = self._now()
         with self._lock:
-            change = self._enter(_OPEN, self._now(), "trip")
-        if change is not None:
-            self._announce(change)
+            expired = self._maybe_half_open(now)
+            change = self._enter(_OPEN, now, "trip")
+        for each in (expired, change):
+            if each is not None:
+                self._announce(each)
 
     def reset(self) -> None:
         """
@@ -509,15 +519,9 @@ class CircuitBreaker(Generic[P, R]):
             TypeError: *func* is not callable, is a generator function, or is
                 sync while the fallback is async.
         """
-        if not callable(func):
-            raise TypeError(f"a circuit breaker decorates callables, got {func!r}")
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                f"cannot protect generator function {func.__qualname__}: it returns"
-                " before its work is done; protect the calls it makes instead"
-            )
+        check_decoratable(func, "circuit breaker")
         run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
-        if inspect.iscoroutinefunction(func):
+        if is_async_callable(func):
             run = self._run_async
 
             @functools.wraps(func)
@@ -607,7 +611,15 @@ class CircuitBreaker(Generic[P, R]):
         spell = self._spell
         if spell.state is not _CLOSED:
             spell = self._admit(clock, serve_fallback=False)
-        _blocks.set(_Block(self, spell, clock, clock.monotonic(), _blocks.get()))
+        block = _Block(self, spell, clock, clock.monotonic(), _blocks.get())
+        opened = self._open_blocks
+        if opened is None:
+            with self._lock:
+                if self._open_blocks is None:
+                    self._open_blocks = []
+                opened = self._open_blocks
+        opened.append(block)
+        _blocks.set(block)
         return self
 
     def __exit__(
@@ -637,16 +649,31 @@ class CircuitBreaker(Generic[P, R]):
         self.__exit__(exc_type, exc, traceback)
 
     def _pop_block(self) -> _Block:
-        block = _blocks.get()
-        if block is None or block.breaker is not self:
-            raise RuntimeError(
-                f"circuit breaker {self._name!r} exited a block it did not enter"
-            )
-        _blocks.set(block.outer)
-        return block
+        """Find and close the block an ``__exit__`` ends."""
+        opened = self._open_blocks or []
+        top = _blocks.get()
+        block = top
+        while block is not None and (block.breaker is not self or block not in opened):
+            block = block.outer
+        if block is not None:
+            if block is top:
+                _blocks.set(block.outer)
+            with contextlib.suppress(ValueError):
+                opened.remove(block)
+                return block
+        # The block was entered in another context: a generator stepped in
+        # fresh context copies (thread pools), or an async generator closed
+        # by another task. Close the newest open block so that it is still
+        # counted once and frees its probe slot.
+        with self._lock:
+            if not opened:
+                raise RuntimeError(
+                    f"circuit breaker {self._name!r} exited a block it did not enter"
+                )
+            return opened.pop()
 
     def _check_sync_fallback(self, func: Callable[..., Any]) -> None:
-        if self._fallback is not None and inspect.iscoroutinefunction(self._fallback):
+        if self._fallback is not None and is_async_callable(self._fallback):
             raise TypeError(
                 f"breaker {self._name!r} has an async fallback, which cannot serve"
                 f" the sync function {getattr(func, '__qualname__', func)!r}"

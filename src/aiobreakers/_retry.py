@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, cast
 
@@ -19,6 +18,7 @@ from ._events import (
     listening,
     run_hooks,
 )
+from ._inspect import check_decoratable, is_async_callable
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
@@ -291,14 +291,8 @@ class RetryPolicy:
         Raises:
             TypeError: *func* is not callable or is a generator function.
         """
-        if not callable(func):
-            raise TypeError(f"a retry policy decorates callables, got {func!r}")
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                f"cannot retry generator function {func.__qualname__}: it returns"
-                " before its work is done; retry the calls it makes instead"
-            )
-        if inspect.iscoroutinefunction(func):
+        check_decoratable(func, "retry policy")
+        if is_async_callable(func):
             run_async = self._run_async
 
             @functools.wraps(func)
