@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ._events import (
     run_hooks,
 )
 from ._inspect import check_decoratable, is_async_callable
-from ._ports import Clock, EventSink, check_port
+from ._ports import Clock, EventSink, Timer, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 
@@ -189,19 +190,19 @@ class _Spell:
 class _Block:
     """An active ``with`` block: what its ``__exit__`` needs."""
 
-    __slots__ = ("breaker", "clock", "outer", "spell", "start")
+    __slots__ = ("breaker", "outer", "spell", "start", "timer")
 
     def __init__(
         self,
         breaker: CircuitBreaker[Any, Any],
         spell: _Spell,
-        clock: Clock,
+        timer: Timer,
         start: float,
         outer: _Block | None,
     ) -> None:
         self.breaker = breaker
         self.spell = spell
-        self.clock = clock
+        self.timer = timer
         self.start = start
         self.outer = outer
 
@@ -213,6 +214,16 @@ _blocks: Final[ContextVar[_Block | None]] = ContextVar(
 )
 
 _Change = tuple[CircuitState, CircuitState, str]
+
+# On builds with a GIL, a healthy call's success is recorded without the lock:
+# the interpreter switches threads only at calls and backward jumps, never
+# between the plain attribute updates of that block, so they stay exact. The
+# free-threaded build takes the lock instead.
+_GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+# Guards the creation of breakers' locks, which waits for a breaker's first
+# need: a healthy breaker never allocates one.
+_LOCK_CREATION: Final = threading.Lock()
 
 _STATE_HOOKS: Final = {
     _OPEN: "on_open",
@@ -252,9 +263,6 @@ class CircuitBreaker(Generic[P, R]):
     """
 
     __slots__ = (
-        "__weakref__",
-        "_calls",
-        "_clock",
         "_config",
         "_consecutive_failures",
         "_duration",
@@ -270,6 +278,8 @@ class CircuitBreaker(Generic[P, R]):
         "_sink",
         "_spell",
         "_successes",
+        "_timed",
+        "_timer",
         "_trips",
     )
 
@@ -317,12 +327,14 @@ class CircuitBreaker(Generic[P, R]):
         self._config = config
         # Stored erased: R must not appear in a mutable attribute.
         self._fallback: Callable[..., Any] | None = fallback
-        self._clock = None if clock is None else check_port(clock, Clock, "clock")
+        self._timer = (
+            None if clock is None else Timer(check_port(clock, Clock, "clock"))
+        )
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
         self._hooks: dict[str, list[Hook]] | None = None
         # Open with-blocks, made on first use (most breakers never need it).
         self._open_blocks: list[_Block] | None = None
-        self._lock = threading.Lock()
+        self._lock: threading.Lock | None = None
         self._spell = _Spell(_CLOSED, 0.0)
         self._probes = 0
         self._zero_counters()
@@ -330,11 +342,11 @@ class CircuitBreaker(Generic[P, R]):
     def _zero_counters(self) -> None:
         self._consecutive_failures = 0
         self._half_open_successes = 0
-        self._calls = 0
         self._successes = 0
         self._failures = 0
         self._rejected = 0
         self._trips = 0
+        self._timed = 0
         self._duration = 0.0
 
     # -- public properties --------------------------------------------------
@@ -359,7 +371,7 @@ class CircuitBreaker(Generic[P, R]):
         """
         spell = self._spell
         if spell.state is _OPEN:
-            with self._lock:
+            with self._guard():
                 change = self._maybe_half_open(self._now())
                 spell = self._spell
             if change is not None:
@@ -410,7 +422,7 @@ class CircuitBreaker(Generic[P, R]):
         self, hook: str, callback: Callable[[Self], object]
     ) -> Callable[[Self], object]:
         check_hook(callback, hook)
-        with self._lock:
+        with self._guard():
             hooks = dict(self._hooks or {})
             hooks[hook] = [*hooks.get(hook, ()), callback]
             # Replaced, never mutated: readers iterate without the lock.
@@ -435,7 +447,7 @@ class CircuitBreaker(Generic[P, R]):
         a call, so whether the state was read first makes no difference.
         """
         now = self._now()
-        with self._lock:
+        with self._guard():
             expired = self._maybe_half_open(now)
             change = self._enter(_OPEN, now, "trip")
         for each in (expired, change):
@@ -449,7 +461,7 @@ class CircuitBreaker(Generic[P, R]):
         Calls still running finish normally: they update the fresh totals but
         do not move the state machine.
         """
-        with self._lock:
+        with self._guard():
             change = self._enter(_CLOSED, self._now(), "reset")
             if change is None:
                 # Already closed: still start a new spell, so calls admitted
@@ -468,8 +480,8 @@ class CircuitBreaker(Generic[P, R]):
         The snapshot is consistent: it is taken under the breaker's lock.
         """
         state = self.state
-        with self._lock:
-            calls = self._calls
+        with self._guard():
+            calls = self._successes + self._failures
             spell = self._spell
             until_recovery = 0.0
             if spell.state is _OPEN:
@@ -485,7 +497,7 @@ class CircuitBreaker(Generic[P, R]):
                 "success_rate": self._successes / calls if calls else 0.0,
                 "failure_rate": self._failures / calls if calls else 0.0,
                 "avg_call_duration_ms": (
-                    self._duration / calls * 1000.0 if calls else 0.0
+                    self._duration / self._timed * 1000.0 if self._timed else 0.0
                 ),
                 "time_until_recovery": until_recovery,
             }
@@ -520,23 +532,10 @@ class CircuitBreaker(Generic[P, R]):
                 sync while the fallback is async.
         """
         check_decoratable(func, "circuit breaker")
-        run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
         if is_async_callable(func):
-            run = self._run_async
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await run(func, args, kwargs)
-
-            return async_wrapper
+            return functools.wraps(func)(self._protect_async(func))
         self._check_sync_fallback(func)
-        run = self._run_sync
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return run(func, args, kwargs)
-
-        return wrapper
+        return functools.wraps(func)(self._protect_sync(func))
 
     @overload
     def call_sync(
@@ -569,7 +568,7 @@ class CircuitBreaker(Generic[P, R]):
             Exception: Whatever *func* raises, unchanged.
         """
         self._check_sync_fallback(func)
-        return self._run_sync(func, args, kwargs)
+        return self._protect_sync(func)(*args, **kwargs)
 
     @overload
     async def call_async(
@@ -603,18 +602,21 @@ class CircuitBreaker(Generic[P, R]):
                 fallback.
             Exception: Whatever *func* raises, unchanged.
         """
-        return await self._run_async(func, args, kwargs)
+        return await self._protect_async(func)(*args, **kwargs)
 
     def __enter__(self) -> Self:
         """Admit the block as one call, or raise :class:`CircuitOpenError`."""
-        clock = self._clock or _ports.current.clock
+        timer = self._timer or _ports.current.timer
         spell = self._spell
         if spell.state is not _CLOSED:
-            spell = self._admit(clock, serve_fallback=False)
-        block = _Block(self, spell, clock, clock.monotonic(), _blocks.get())
+            admitted = self._admit(timer, serve_fallback=False)
+            if isinstance(admitted, CircuitOpenError):
+                raise admitted
+            spell = admitted
+        block = _Block(self, spell, timer, timer.monotonic(), _blocks.get())
         opened = self._open_blocks
         if opened is None:
-            with self._lock:
+            with self._guard():
                 if self._open_blocks is None:
                     self._open_blocks = []
                 opened = self._open_blocks
@@ -631,7 +633,7 @@ class CircuitBreaker(Generic[P, R]):
         """Record the block's outcome; exceptions propagate unchanged."""
         block = self._pop_block()
         if exc is None or isinstance(exc, Exception):
-            self._finish(block.spell, block.clock, block.start, exc)
+            self._finish(block.spell, block.timer, block.start, exc)
         else:
             self._abandon(block.spell)
 
@@ -665,7 +667,7 @@ class CircuitBreaker(Generic[P, R]):
         # fresh context copies (thread pools), or an async generator closed
         # by another task. Close the newest open block so that it is still
         # counted once and frees its probe slot.
-        with self._lock:
+        with self._guard():
             if not opened:
                 raise RuntimeError(
                     f"circuit breaker {self._name!r} exited a block it did not enter"
@@ -679,103 +681,187 @@ class CircuitBreaker(Generic[P, R]):
                 f" the sync function {getattr(func, '__qualname__', func)!r}"
             )
 
-    def _run_sync(
-        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        clock = self._clock or _ports.current.clock
-        spell = self._spell
-        if spell.state is not _CLOSED:
-            try:
-                spell = self._admit(clock, serve_fallback=True)
-            except CircuitOpenError:
-                if self._fallback is None:
-                    raise
-                return self._fallback(*args, **kwargs)
-        start = clock.monotonic()
-        try:
-            result = func(*args, **kwargs)
-        except Exception as error:
-            self._finish(spell, clock, start, error)
-            raise
-        except BaseException:
-            self._abandon(spell)
-            raise
-        self._finish(spell, clock, start, None)
-        return result
+    # The two protect methods build the function that runs each protected
+    # call. Their bodies are twins (one awaits): a healthy call's whole path is
+    # written out inline, because each extra Python call on it would cost as
+    # much as all of its bookkeeping.
 
-    async def _run_async(
-        self,
-        func: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        clock = self._clock or _ports.current.clock
-        spell = self._spell
-        if spell.state is not _CLOSED:
+    def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        breaker = self
+        current = _ports.current
+
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            spell = breaker._spell
+            timer = breaker._timer or current.timer
+            if spell.state is not _CLOSED:
+                admitted = breaker._admit(timer, serve_fallback=True)
+                if isinstance(admitted, CircuitOpenError):
+                    if breaker._fallback is None:
+                        raise admitted
+                    return breaker._fallback(*args, **kwargs)
+                spell = admitted
+            start = None
+            if not (breaker._successes & timer.mask and breaker._sink is None) or (
+                current.sink is not None
+            ):
+                start = timer.monotonic()
             try:
-                spell = self._admit(clock, serve_fallback=True)
-            except CircuitOpenError:
-                if self._fallback is None:
-                    raise
-                result = self._fallback(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
+                result = func(*args, **kwargs)
+            except Exception as error:
+                breaker._finish(spell, timer, start, error)
+                raise
+            except BaseException:
+                breaker._abandon(spell)
+                raise
+            if (
+                start is None
+                and breaker._hooks is None
+                and spell.state is _CLOSED
+                and _GIL
+            ):
+                # No calls in this block: no thread switch inside it.
+                breaker._successes += 1
+                if breaker._consecutive_failures and spell is breaker._spell:
+                    breaker._consecutive_failures = 0
                 return result
-        start = clock.monotonic()
-        try:
-            result = await func(*args, **kwargs)
-        except Exception as error:
-            self._finish(spell, clock, start, error)
-            raise
-        except BaseException:
-            self._abandon(spell)
-            raise
-        self._finish(spell, clock, start, None)
-        return result
+            breaker._succeed(spell, timer, start)
+            return result
+
+        return protected
+
+    def _protect_async(  # noqa: C901 - the healthy path is inlined on purpose
+        self, func: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        breaker = self
+        current = _ports.current
+
+        async def protected(*args: Any, **kwargs: Any) -> Any:
+            spell = breaker._spell
+            timer = breaker._timer or current.timer
+            if spell.state is not _CLOSED:
+                admitted = breaker._admit(timer, serve_fallback=True)
+                if isinstance(admitted, CircuitOpenError):
+                    if breaker._fallback is None:
+                        raise admitted
+                    served = breaker._fallback(*args, **kwargs)
+                    if inspect.isawaitable(served):
+                        served = await served
+                    return served
+                spell = admitted
+            start = None
+            if not (breaker._successes & timer.mask and breaker._sink is None) or (
+                current.sink is not None
+            ):
+                start = timer.monotonic()
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as error:
+                breaker._finish(spell, timer, start, error)
+                raise
+            except BaseException:
+                breaker._abandon(spell)
+                raise
+            if (
+                start is None
+                and breaker._hooks is None
+                and spell.state is _CLOSED
+                and _GIL
+            ):
+                # No calls in this block: no thread switch inside it.
+                breaker._successes += 1
+                if breaker._consecutive_failures and spell is breaker._spell:
+                    breaker._consecutive_failures = 0
+                return result
+            breaker._succeed(spell, timer, start)
+            return result
+
+        return protected
+
+    def _succeed(self, spell: _Spell, timer: Timer, start: float | None) -> None:
+        """Record a call that returned."""
+        if spell.state is not _CLOSED or not _GIL:
+            self._finish(spell, timer, start, None)
+            return
+        duration = None
+        if start is not None:
+            duration = timer.monotonic() - start
+            # From here to the end of the block: no calls, so no thread switch
+            # (see _GIL). Not one of these updates can be lost or seen half-done.
+            self._timed += 1
+            self._duration += duration
+        self._successes += 1
+        if self._consecutive_failures and spell is self._spell:
+            self._consecutive_failures = 0
+        if self._hooks is not None or listening(self._sink):
+            self._report_call(duration, None, failed=False)
 
     # -- the state machine --------------------------------------------------
 
     def _now(self) -> float:
-        return (self._clock or _ports.current.clock).monotonic()
+        return (self._timer or _ports.current.timer).monotonic()
 
-    def _admit(self, clock: Clock, *, serve_fallback: bool) -> _Spell:
+    def _guard(self) -> threading.Lock:
+        """Return the breaker's lock, made on first need."""
+        lock = self._lock
+        if lock is None:
+            with _LOCK_CREATION:
+                lock = self._lock
+                if lock is None:
+                    lock = self._lock = threading.Lock()
+        return lock
+
+    def _admit(
+        self, timer: Timer, *, serve_fallback: bool
+    ) -> _Spell | CircuitOpenError:
         """
         Admit a call while the circuit is not closed, or reject it.
 
-        Returns the spell the call runs under. Raises :class:`CircuitOpenError`
-        after counting the rejection.
+        Returns the spell the call runs under, or, having counted the
+        rejection, the error for the caller to raise (raising it here would
+        only lengthen its traceback).
         """
-        now = clock.monotonic()
-        with self._lock:
+        now = timer.monotonic()
+        spell = self._spell
+        if spell.state is _OPEN and _GIL:
+            retry_after = spell.since + self._config.recovery_timeout - now
+            if retry_after > 0:
+                # Still open: nothing to decide, so no lock (see _GIL).
+                self._rejected += 1
+                if self._sink is not None or _ports.current.sink is not None:
+                    self._report_rejection(spell, retry_after, serve_fallback)
+                return CircuitOpenError(self._name, retry_after, spell.state)
+        with self._guard():
             change = self._maybe_half_open(now)
             spell = self._spell
-            if spell.state is _CLOSED:
-                admitted = True
-            elif spell.state is _HALF_OPEN:
-                admitted = self._probes < self._config.half_open_max_calls
-                if admitted:
-                    self._probes += 1
-                retry_after = 0.0
-            else:
-                admitted = False
-                retry_after = self._retry_after(spell, now)
+            admitted = spell.state is _CLOSED or (
+                spell.state is _HALF_OPEN
+                and self._probes < self._config.half_open_max_calls
+            )
             if not admitted:
                 self._rejected += 1
+            elif spell.state is _HALF_OPEN:
+                self._probes += 1
         if change is not None:
             self._announce(change)
         if admitted:
             return spell
+        retry_after = self._retry_after(spell, now) if spell.state is _OPEN else 0.0
         if listening(self._sink):
-            emit(
-                self._sink,
-                CallRejected(
-                    name=self._name,
-                    state=spell.state,
-                    retry_after=retry_after,
-                    fallback=serve_fallback and self._fallback is not None,
-                ),
-            )
-        raise CircuitOpenError(self._name, retry_after, spell.state.value)
+            self._report_rejection(spell, retry_after, serve_fallback)
+        return CircuitOpenError(self._name, retry_after, spell.state)
+
+    def _report_rejection(
+        self, spell: _Spell, retry_after: float, serve_fallback: bool
+    ) -> None:
+        emit(
+            self._sink,
+            CallRejected(
+                name=self._name,
+                state=spell.state,
+                retry_after=retry_after,
+                fallback=serve_fallback and self._fallback is not None,
+            ),
+        )
 
     def _retry_after(self, spell: _Spell, now: float) -> float:
         return max(0.0, spell.since + self._config.recovery_timeout - now)
@@ -805,15 +891,20 @@ class CircuitBreaker(Generic[P, R]):
         return (old, new, reason)
 
     def _finish(
-        self, spell: _Spell, clock: Clock, start: float, error: Exception | None
+        self,
+        spell: _Spell,
+        timer: Timer,
+        start: float | None,
+        error: Exception | None,
     ) -> None:
-        """Record the outcome of a call that ran under *spell*."""
-        end = clock.monotonic()
-        duration = end - start
+        """Record, under the lock, the outcome of a call that ran under *spell*."""
+        end = timer.monotonic()
+        duration = None if start is None else end - start
         failed = error is not None and self._config.counts_as_failure(error)
-        with self._lock:
-            self._calls += 1
-            self._duration += duration
+        with self._guard():
+            if duration is not None:
+                self._timed += 1
+                self._duration += duration
             if failed:
                 self._failures += 1
             else:
@@ -848,13 +939,15 @@ class CircuitBreaker(Generic[P, R]):
     def _abandon(self, spell: _Spell) -> None:
         """Free the probe slot of a call ended by a non-Exception (cancellation)."""
         if spell.state is _HALF_OPEN:
-            with self._lock:
+            with self._guard():
                 self._probes -= 1
 
     def _report_call(
-        self, duration: float, error: Exception | None, *, failed: bool
+        self, duration: float | None, error: Exception | None, *, failed: bool
     ) -> None:
-        if listening(self._sink):
+        # An untimed call has no duration only if no sink listened when it
+        # started; one added since then misses this call's event.
+        if duration is not None and listening(self._sink):
             emit(
                 self._sink,
                 CallFailed(name=self._name, duration=duration, error=error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __all__ = ["CircuitOpenError"]
 
 
@@ -12,25 +14,44 @@ class CircuitOpenError(Exception):
     Raised when the circuit is open, or half-open with every probe slot busy,
     and the breaker has no fallback (context managers always raise it).
 
-    Attributes:
+    Args:
         name: The name of the breaker that rejected the call.
         retry_after: Seconds until the breaker lets a probe call through.
-            ``0.0`` when it already would, but its probe slots are busy.
-        state: The breaker's state when it rejected the call, as a string
-            (``"open"`` or ``"half_open"``).
+        state: The breaker's state, ``"open"`` or ``"half_open"``.
     """
 
-    def __init__(self, name: str, retry_after: float, state: str = "open") -> None:
-        self.name = name
-        self.retry_after = retry_after
-        self.state = state
-        if state == "open":
-            why = f"circuit {name!r} is open"
-        else:
-            why = f"circuit {name!r} is half-open and all its probe slots are busy"
-        super().__init__(f"{why}; retry after {retry_after:.3f}s")
+    # The data lives in ``args`` and the message is made only when asked for:
+    # rejecting must be cheap, it is what an open breaker does all day.
+    if TYPE_CHECKING:
 
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, str]]:
-        # Keeps the error picklable (multiprocessing, task queues) despite the
-        # custom __init__ signature.
-        return (type(self), (self.name, self.retry_after, self.state))
+        def __init__(
+            self, name: str, retry_after: float, state: str = "open"
+        ) -> None: ...
+
+    @property
+    def name(self) -> str:
+        """The name of the breaker that rejected the call."""
+        name: str = self.args[0]
+        return name
+
+    @property
+    def retry_after(self) -> float:
+        """
+        Seconds until the breaker lets a probe call through.
+
+        ``0.0`` when it already would, but all its probe slots are busy.
+        """
+        retry_after: float = self.args[1]
+        return retry_after
+
+    @property
+    def state(self) -> str:
+        """The breaker's state when it rejected: ``"open"`` or ``"half_open"``."""
+        return str(self.args[2]) if len(self.args) > 2 else "open"
+
+    def __str__(self) -> str:
+        if self.state == "open":
+            why = f"circuit {self.name!r} is open"
+        else:
+            why = f"circuit {self.name!r} is half-open and all its probe slots are busy"
+        return f"{why}; retry after {self.retry_after:.3f}s"

@@ -23,7 +23,7 @@ from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
 __all__ = ["RetryConfig", "RetryMetrics", "RetryPolicy"]
 
@@ -148,7 +148,12 @@ class RetryMetrics(TypedDict):
     name: str
     """The policy's name."""
     total_calls: int
-    """Protected calls started (each counts once, however many attempts)."""
+    """
+    Protected calls that finished: ``total_successes + total_failures``.
+
+    Each counts once, however many attempts it took; a cancelled call counts
+    in neither.
+    """
     total_successes: int
     """Calls that returned, on any attempt."""
     total_failures: int
@@ -187,7 +192,6 @@ class RetryPolicy:
 
     __slots__ = (
         "__weakref__",
-        "_calls",
         "_clock",
         "_config",
         "_exhausted",
@@ -230,7 +234,6 @@ class RetryPolicy:
         # Plain += on these is exact under threads on GIL builds: the
         # interpreter only switches threads at calls and backward jumps, never
         # inside one augmented assignment to a slot.
-        self._calls = 0
         self._successes = 0
         self._failures = 0
         self._retries = 0
@@ -269,7 +272,7 @@ class RetryPolicy:
         """Return a snapshot of the policy's counters and configuration."""
         return {
             "name": self._name,
-            "total_calls": self._calls,
+            "total_calls": self._successes + self._failures,
             "total_successes": self._successes,
             "total_failures": self._failures,
             "total_retries": self._retries,
@@ -292,21 +295,8 @@ class RetryPolicy:
             TypeError: *func* is not callable or is a generator function.
         """
         check_decoratable(func, "retry policy")
-        if is_async_callable(func):
-            run_async = self._run_async
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await run_async(func, args, kwargs)
-
-            return cast("_F", async_wrapper)
-        run_sync = self._run_sync
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return run_sync(func, args, kwargs)
-
-        return cast("_F", wrapper)
+        protect = self._protect_async if is_async_callable(func) else self._protect_sync
+        return cast("_F", functools.wraps(func)(protect(func)))
 
     def call_sync(
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
@@ -321,7 +311,7 @@ class RetryPolicy:
             Exception: The last attempt's exception, unchanged, when it may not
                 be retried or the retries have run out.
         """
-        result: R = self._run_sync(func, args, kwargs)
+        result: R = self._protect_sync(func)(*args, **kwargs)
         return result
 
     async def call_async(
@@ -341,23 +331,45 @@ class RetryPolicy:
             Exception: The last attempt's exception, unchanged, when it may not
                 be retried or the retries have run out.
         """
-        result: R = await self._run_async(func, args, kwargs)
+        result: R = await self._protect_async(func)(*args, **kwargs)
         return result
 
-    def _run_sync(
-        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        self._calls += 1
-        try:
-            result = func(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - retried or re-raised below
-            failure = error
-        else:
-            self._successes += 1
-            return result
-        # Retrying outside the except block keeps later errors free of an
-        # implicit __context__ pointing at this one.
-        return self._retry_sync(func, args, kwargs, failure)
+    # The protect methods build the function that runs each protected call;
+    # the first attempt is inlined there, since it is all a healthy call does.
+
+    def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        policy = self
+
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = func(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - retried or re-raised below
+                failure = error
+            else:
+                policy._successes += 1
+                return result
+            # Retrying outside the except block keeps later errors free of an
+            # implicit __context__ pointing at this one.
+            return policy._retry_sync(func, args, kwargs, failure)
+
+        return protected
+
+    def _protect_async(
+        self, func: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        policy = self
+
+        async def protected(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - retried or re-raised below
+                failure = error
+            else:
+                policy._successes += 1
+                return result
+            return await policy._retry_async(func, args, kwargs, failure)
+
+        return protected
 
     def _retry_sync(
         self,
@@ -384,22 +396,6 @@ class RetryPolicy:
                 return result
             retry += 1
             previous = delay
-
-    async def _run_async(
-        self,
-        func: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        self._calls += 1
-        try:
-            result = await func(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - retried or re-raised below
-            failure = error
-        else:
-            self._successes += 1
-            return result
-        return await self._retry_async(func, args, kwargs, failure)
 
     async def _retry_async(
         self,
