@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import sys
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, final, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, cast, final, overload
 
 from . import _ports
 from ._errors import CircuitOpenError
@@ -180,11 +181,13 @@ class _Spell:
     a late outcome updates the totals alone.
     """
 
-    __slots__ = ("since", "state")
+    __slots__ = ("state", "until")
 
-    def __init__(self, state: CircuitState, since: float) -> None:
+    def __init__(self, state: CircuitState, until: float = -math.inf) -> None:
         self.state = state
-        self.since = since
+        # When an open spell ends (on the breaker's clock); -inf for the
+        # others, so that ``until > now`` alone says "open, keep rejecting".
+        self.until = until
 
 
 class _Block:
@@ -206,6 +209,10 @@ class _Block:
         self.start = start
         self.outer = outer
 
+
+# Every breaker starts in this spell: identity only matters between the spells
+# of one breaker, and sharing it saves an object per breaker.
+_FRESH: Final = _Spell(_CLOSED)
 
 # The with-blocks open in the current thread or task, innermost first. A
 # context variable, so that concurrent blocks on one breaker never mix.
@@ -335,7 +342,7 @@ class CircuitBreaker(Generic[P, R]):
         # Open with-blocks, made on first use (most breakers never need it).
         self._open_blocks: list[_Block] | None = None
         self._lock: threading.Lock | None = None
-        self._spell = _Spell(_CLOSED, 0.0)
+        self._spell = _FRESH
         self._probes = 0
         self._zero_counters()
 
@@ -466,7 +473,7 @@ class CircuitBreaker(Generic[P, R]):
             if change is None:
                 # Already closed: still start a new spell, so calls admitted
                 # before the reset cannot move the state machine.
-                self._spell = _Spell(_CLOSED, self._spell.since)
+                self._spell = _Spell(_CLOSED)
             self._zero_counters()
         if change is not None:
             self._announce(change)
@@ -609,9 +616,8 @@ class CircuitBreaker(Generic[P, R]):
         timer = self._timer or _ports.current.timer
         spell = self._spell
         if spell.state is not _CLOSED:
-            admitted = self._admit(timer, serve_fallback=False)
-            if isinstance(admitted, CircuitOpenError):
-                raise admitted
+            admitted = self._admit(timer.monotonic(), serve_fallback=False)
+            assert admitted is not None  # noqa: S101 - without a fallback it raises
             spell = admitted
         block = _Block(self, spell, timer, timer.monotonic(), _blocks.get())
         opened = self._open_blocks
@@ -686,7 +692,7 @@ class CircuitBreaker(Generic[P, R]):
     # written out inline, because each extra Python call on it would cost as
     # much as all of its bookkeeping.
 
-    def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+    def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:  # noqa: C901 - inlined
         breaker = self
         current = _ports.current
 
@@ -694,11 +700,21 @@ class CircuitBreaker(Generic[P, R]):
             spell = breaker._spell
             timer = breaker._timer or current.timer
             if spell.state is not _CLOSED:
-                admitted = breaker._admit(timer, serve_fallback=True)
-                if isinstance(admitted, CircuitOpenError):
+                now = timer.monotonic()
+                if (
+                    spell.until > now
+                    and _GIL
+                    and breaker._sink is None
+                    and current.sink is None
+                ):
+                    # Open, nobody listening: reject without the lock (see _GIL).
+                    breaker._rejected += 1
                     if breaker._fallback is None:
-                        raise admitted
+                        raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
                     return breaker._fallback(*args, **kwargs)
+                admitted = breaker._admit(now, serve_fallback=True)
+                if admitted is None:
+                    return breaker._serve(args, kwargs)
                 spell = admitted
             start = None
             if not (breaker._successes & timer.mask and breaker._sink is None) or (
@@ -735,15 +751,26 @@ class CircuitBreaker(Generic[P, R]):
         breaker = self
         current = _ports.current
 
-        async def protected(*args: Any, **kwargs: Any) -> Any:
+        async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - inlined
             spell = breaker._spell
             timer = breaker._timer or current.timer
             if spell.state is not _CLOSED:
-                admitted = breaker._admit(timer, serve_fallback=True)
-                if isinstance(admitted, CircuitOpenError):
+                now = timer.monotonic()
+                if (
+                    spell.until > now
+                    and _GIL
+                    and breaker._sink is None
+                    and current.sink is None
+                ):
+                    # Open, nobody listening: reject without the lock (see _GIL).
+                    breaker._rejected += 1
                     if breaker._fallback is None:
-                        raise admitted
-                    served = breaker._fallback(*args, **kwargs)
+                        raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
+                    admitted = None
+                else:
+                    admitted = breaker._admit(now, serve_fallback=True)
+                if admitted is None:
+                    served = breaker._serve(args, kwargs)
                     if inspect.isawaitable(served):
                         served = await served
                     return served
@@ -776,6 +803,10 @@ class CircuitBreaker(Generic[P, R]):
             return result
 
         return protected
+
+    def _serve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call the fallback, which ``_admit`` chose to serve a rejected call."""
+        return cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
 
     def _succeed(self, spell: _Spell, timer: Timer, start: float | None) -> None:
         """Record a call that returned."""
@@ -810,26 +841,16 @@ class CircuitBreaker(Generic[P, R]):
                     lock = self._lock = threading.Lock()
         return lock
 
-    def _admit(
-        self, timer: Timer, *, serve_fallback: bool
-    ) -> _Spell | CircuitOpenError:
+    def _admit(self, now: float, *, serve_fallback: bool) -> _Spell | None:
         """
-        Admit a call while the circuit is not closed, or reject it.
+        Admit, under the lock, a call while the circuit is not closed.
 
-        Returns the spell the call runs under, or, having counted the
-        rejection, the error for the caller to raise (raising it here would
-        only lengthen its traceback).
+        Returns the spell the call runs under; or, having counted the
+        rejection, ``None`` when the fallback is to serve the call.
+
+        Raises:
+            CircuitOpenError: The call is rejected and no fallback serves it.
         """
-        now = timer.monotonic()
-        spell = self._spell
-        if spell.state is _OPEN and _GIL:
-            retry_after = spell.since + self._config.recovery_timeout - now
-            if retry_after > 0:
-                # Still open: nothing to decide, so no lock (see _GIL).
-                self._rejected += 1
-                if self._sink is not None or _ports.current.sink is not None:
-                    self._report_rejection(spell, retry_after, serve_fallback)
-                return CircuitOpenError(self._name, retry_after, spell.state)
         with self._guard():
             change = self._maybe_half_open(now)
             spell = self._spell
@@ -846,30 +867,30 @@ class CircuitBreaker(Generic[P, R]):
         if admitted:
             return spell
         retry_after = self._retry_after(spell, now) if spell.state is _OPEN else 0.0
+        serve = serve_fallback and self._fallback is not None
         if listening(self._sink):
-            self._report_rejection(spell, retry_after, serve_fallback)
-        return CircuitOpenError(self._name, retry_after, spell.state)
-
-    def _report_rejection(
-        self, spell: _Spell, retry_after: float, serve_fallback: bool
-    ) -> None:
-        emit(
-            self._sink,
-            CallRejected(
-                name=self._name,
-                state=spell.state,
-                retry_after=retry_after,
-                fallback=serve_fallback and self._fallback is not None,
-            ),
-        )
+            emit(
+                self._sink,
+                CallRejected(
+                    name=self._name,
+                    state=spell.state,
+                    retry_after=retry_after,
+                    fallback=serve,
+                ),
+            )
+        if serve:
+            return None
+        # Raised where it is made: an error kept in a local variable while it
+        # is raised ties frame and traceback into a cycle for the GC to undo.
+        raise CircuitOpenError(self._name, retry_after, spell.state)
 
     def _retry_after(self, spell: _Spell, now: float) -> float:
-        return max(0.0, spell.since + self._config.recovery_timeout - now)
+        return max(0.0, spell.until - now)
 
     def _maybe_half_open(self, now: float) -> _Change | None:
         """Under the lock: move open to half-open once the timeout has passed."""
         spell = self._spell
-        if spell.state is _OPEN and now - spell.since >= self._config.recovery_timeout:
+        if spell.state is _OPEN and now >= spell.until:
             return self._enter(_HALF_OPEN, now, "recovery_timeout")
         return None
 
@@ -878,14 +899,14 @@ class CircuitBreaker(Generic[P, R]):
         old = self._spell.state
         if new is _OPEN:
             # A fresh recovery window even when already open (trip()).
-            self._spell = _Spell(_OPEN, now)
+            self._spell = _Spell(_OPEN, now + self._config.recovery_timeout)
             if old is _OPEN:
                 return None
             self._trips += 1
         elif old is new:
             return None
         else:
-            self._spell = _Spell(new, now)
+            self._spell = _Spell(new)
         self._consecutive_failures = 0
         self._half_open_successes = 0
         return (old, new, reason)

@@ -349,8 +349,12 @@ class RetryPolicy:
                 policy._successes += 1
                 return result
             # Retrying outside the except block keeps later errors free of an
-            # implicit __context__ pointing at this one.
-            return policy._retry_sync(func, args, kwargs, failure)
+            # implicit __context__ pointing at this one. Dropping the local
+            # afterwards keeps frame and traceback out of a reference cycle.
+            try:
+                return policy._retry_sync(func, args, kwargs, failure)
+            finally:
+                del failure
 
         return protected
 
@@ -367,7 +371,10 @@ class RetryPolicy:
             else:
                 policy._successes += 1
                 return result
-            return await policy._retry_async(func, args, kwargs, failure)
+            try:
+                return await policy._retry_async(func, args, kwargs, failure)
+            finally:
+                del failure
 
         return protected
 
@@ -381,21 +388,24 @@ class RetryPolicy:
         first_failure = self._now()
         retry = 1
         previous = self._config.base_delay
-        while True:
-            delay = self._plan(retry, error, previous, first_failure)
-            if delay is None:
-                raise error
-            if delay > 0:
-                (self._sleeper or _ports.current.sleeper).sleep_sync(delay)
-            try:
-                result = func(*args, **kwargs)
-            except Exception as next_error:  # noqa: BLE001 - retried or re-raised
-                error = next_error
-            else:
-                self._successes += 1
-                return result
-            retry += 1
-            previous = delay
+        try:
+            while True:
+                delay = self._plan(retry, error, previous, first_failure)
+                if delay is None:
+                    raise error
+                if delay > 0:
+                    (self._sleeper or _ports.current.sleeper).sleep_sync(delay)
+                try:
+                    result = func(*args, **kwargs)
+                except Exception as next_error:  # noqa: BLE001 - retried or re-raised
+                    error = next_error
+                else:
+                    self._successes += 1
+                    return result
+                retry += 1
+                previous = delay
+        finally:
+            del error  # no frame-traceback cycle (see _protect_sync)
 
     async def _retry_async(
         self,
@@ -407,21 +417,24 @@ class RetryPolicy:
         first_failure = self._now()
         retry = 1
         previous = self._config.base_delay
-        while True:
-            delay = self._plan(retry, error, previous, first_failure)
-            if delay is None:
-                raise error
-            if delay > 0:
-                await (self._sleeper or _ports.current.sleeper).sleep_async(delay)
-            try:
-                result = await func(*args, **kwargs)
-            except Exception as next_error:  # noqa: BLE001 - retried or re-raised
-                error = next_error
-            else:
-                self._successes += 1
-                return result
-            retry += 1
-            previous = delay
+        try:
+            while True:
+                delay = self._plan(retry, error, previous, first_failure)
+                if delay is None:
+                    raise error
+                if delay > 0:
+                    await (self._sleeper or _ports.current.sleeper).sleep_async(delay)
+                try:
+                    result = await func(*args, **kwargs)
+                except Exception as next_error:  # noqa: BLE001 - retried or re-raised
+                    error = next_error
+                else:
+                    self._successes += 1
+                    return result
+                retry += 1
+                previous = delay
+        finally:
+            del error  # no frame-traceback cycle (see _protect_sync)
 
     def _now(self) -> float:
         return (self._clock or _ports.current.clock).monotonic()
@@ -452,8 +465,13 @@ class RetryPolicy:
                     ),
                 )
             return None
-        delay = config.delay(
-            retry, previous=previous, random=self._random or _ports.current.random
+        # Every strategy gives 0 when max_delay is 0: skip the arithmetic.
+        delay = (
+            config.delay(
+                retry, previous=previous, random=self._random or _ports.current.random
+            )
+            if config.max_delay
+            else 0.0
         )
         self._retries += 1
         if listening(self._sink):
