@@ -750,3 +750,15 @@ async def test_objects_with_an_async_call_method_are_protected(
         await protected()
     with pytest.raises(CircuitOpenError):
         await protected()
+
+
+def test_every_call_is_timed_on_a_default_fake_clock(clock: FakeClock) -> None:
+    """With a fake default clock (no clock injected) durations stay exact."""
+    breaker = CircuitBreaker("api")
+
+    def slow() -> None:
+        clock.advance(0.25)
+
+    for _ in range(40):
+        breaker.call_sync(slow)
+    assert breaker.get_metrics()["avg_call_duration_ms"] == 250.0

@@ -27,7 +27,7 @@ from ._events import (
     run_hooks,
 )
 from ._inspect import check_decoratable, is_async_callable
-from ._ports import Clock, EventSink, Timer, check_port
+from ._ports import Clock, EventSink, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 
@@ -193,19 +193,17 @@ class _Spell:
 class _Block:
     """An active ``with`` block: what its ``__exit__`` needs."""
 
-    __slots__ = ("breaker", "outer", "spell", "start", "timer")
+    __slots__ = ("breaker", "outer", "spell", "start")
 
     def __init__(
         self,
         breaker: CircuitBreaker[Any, Any],
         spell: _Spell,
-        timer: Timer,
         start: float,
         outer: _Block | None,
     ) -> None:
         self.breaker = breaker
         self.spell = spell
-        self.timer = timer
         self.start = start
         self.outer = outer
 
@@ -227,6 +225,10 @@ _Change = tuple[CircuitState, CircuitState, str]
 # between the plain attribute updates of that block, so they stay exact. The
 # free-threaded build takes the lock instead.
 _GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+# A breaker is "quiet" while it has no sink, hooks or clock of its own and the
+# build has a GIL: its healthy calls may then go untimed (one in
+# _ports.SAMPLE_EVERY is timed) and take the shortest path.
 
 # Guards the creation of breakers' locks, which waits for a breaker's first
 # need: a healthy breaker never allocates one.
@@ -270,6 +272,7 @@ class CircuitBreaker(Generic[P, R]):
     """
 
     __slots__ = (
+        "_clock",
         "_config",
         "_consecutive_failures",
         "_duration",
@@ -281,12 +284,12 @@ class CircuitBreaker(Generic[P, R]):
         "_name",
         "_open_blocks",
         "_probes",
+        "_quiet",
         "_rejected",
         "_sink",
         "_spell",
         "_successes",
         "_timed",
-        "_timer",
         "_trips",
     )
 
@@ -334,10 +337,9 @@ class CircuitBreaker(Generic[P, R]):
         self._config = config
         # Stored erased: R must not appear in a mutable attribute.
         self._fallback: Callable[..., Any] | None = fallback
-        self._timer = (
-            None if clock is None else Timer(check_port(clock, Clock, "clock"))
-        )
+        self._clock = None if clock is None else check_port(clock, Clock, "clock")
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
+        self._quiet = self._sink is None and self._clock is None and _GIL
         self._hooks: dict[str, list[Hook]] | None = None
         # Open with-blocks, made on first use (most breakers never need it).
         self._open_blocks: list[_Block] | None = None
@@ -434,6 +436,7 @@ class CircuitBreaker(Generic[P, R]):
             hooks[hook] = [*hooks.get(hook, ()), callback]
             # Replaced, never mutated: readers iterate without the lock.
             self._hooks = hooks
+            self._quiet = False
         return callback
 
     def _run_hooks(self, hook: str) -> None:
@@ -613,13 +616,13 @@ class CircuitBreaker(Generic[P, R]):
 
     def __enter__(self) -> Self:
         """Admit the block as one call, or raise :class:`CircuitOpenError`."""
-        timer = self._timer or _ports.current.timer
+        now = self._now()
         spell = self._spell
         if spell.state is not _CLOSED:
-            admitted = self._admit(timer.monotonic(), serve_fallback=False)
+            admitted = self._admit(now, serve_fallback=False)
             assert admitted is not None  # noqa: S101 - without a fallback it raises
             spell = admitted
-        block = _Block(self, spell, timer, timer.monotonic(), _blocks.get())
+        block = _Block(self, spell, now, _blocks.get())
         opened = self._open_blocks
         if opened is None:
             with self._guard():
@@ -639,7 +642,7 @@ class CircuitBreaker(Generic[P, R]):
         """Record the block's outcome; exceptions propagate unchanged."""
         block = self._pop_block()
         if exc is None or isinstance(exc, Exception):
-            self._finish(block.spell, block.timer, block.start, exc)
+            self._finish(block.spell, block.start, exc)
         else:
             self._abandon(block.spell)
 
@@ -698,15 +701,10 @@ class CircuitBreaker(Generic[P, R]):
 
         def protected(*args: Any, **kwargs: Any) -> Any:
             spell = breaker._spell
-            timer = breaker._timer or current.timer
-            if spell.state is not _CLOSED:
-                now = timer.monotonic()
-                if (
-                    spell.until > now
-                    and _GIL
-                    and breaker._sink is None
-                    and current.sink is None
-                ):
+            closed = spell.state is _CLOSED
+            if not closed:
+                now = (breaker._clock or current.clock).monotonic()
+                if spell.until > now and breaker._quiet and current.sink is None:
                     # Open, nobody listening: reject without the lock (see _GIL).
                     breaker._rejected += 1
                     if breaker._fallback is None:
@@ -716,31 +714,30 @@ class CircuitBreaker(Generic[P, R]):
                 if admitted is None:
                     return breaker._serve(args, kwargs)
                 spell = admitted
-            start = None
-            if not (breaker._successes & timer.mask and breaker._sink is None) or (
-                current.sink is not None
+            if (
+                breaker._successes & current.mask
+                and breaker._quiet
+                and (current.sink is None)
             ):
-                start = timer.monotonic()
+                start = None
+            else:
+                start = (breaker._clock or current.clock).monotonic()
             try:
                 result = func(*args, **kwargs)
             except Exception as error:
-                breaker._finish(spell, timer, start, error)
+                breaker._finish(spell, start, error)
                 raise
             except BaseException:
                 breaker._abandon(spell)
                 raise
-            if (
-                start is None
-                and breaker._hooks is None
-                and spell.state is _CLOSED
-                and _GIL
-            ):
-                # No calls in this block: no thread switch inside it.
+            if start is None and closed:
+                # Untimed, so quiet (see _quiet). No calls in this block: no
+                # thread switch inside it (see _GIL).
                 breaker._successes += 1
                 if breaker._consecutive_failures and spell is breaker._spell:
                     breaker._consecutive_failures = 0
                 return result
-            breaker._succeed(spell, timer, start)
+            breaker._succeed(spell, start)
             return result
 
         return protected
@@ -753,15 +750,10 @@ class CircuitBreaker(Generic[P, R]):
 
         async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - inlined
             spell = breaker._spell
-            timer = breaker._timer or current.timer
-            if spell.state is not _CLOSED:
-                now = timer.monotonic()
-                if (
-                    spell.until > now
-                    and _GIL
-                    and breaker._sink is None
-                    and current.sink is None
-                ):
+            closed = spell.state is _CLOSED
+            if not closed:
+                now = (breaker._clock or current.clock).monotonic()
+                if spell.until > now and breaker._quiet and current.sink is None:
                     # Open, nobody listening: reject without the lock (see _GIL).
                     breaker._rejected += 1
                     if breaker._fallback is None:
@@ -775,31 +767,30 @@ class CircuitBreaker(Generic[P, R]):
                         served = await served
                     return served
                 spell = admitted
-            start = None
-            if not (breaker._successes & timer.mask and breaker._sink is None) or (
-                current.sink is not None
+            if (
+                breaker._successes & current.mask
+                and breaker._quiet
+                and (current.sink is None)
             ):
-                start = timer.monotonic()
+                start = None
+            else:
+                start = (breaker._clock or current.clock).monotonic()
             try:
                 result = await func(*args, **kwargs)
             except Exception as error:
-                breaker._finish(spell, timer, start, error)
+                breaker._finish(spell, start, error)
                 raise
             except BaseException:
                 breaker._abandon(spell)
                 raise
-            if (
-                start is None
-                and breaker._hooks is None
-                and spell.state is _CLOSED
-                and _GIL
-            ):
-                # No calls in this block: no thread switch inside it.
+            if start is None and closed:
+                # Untimed, so quiet (see _quiet). No calls in this block: no
+                # thread switch inside it (see _GIL).
                 breaker._successes += 1
                 if breaker._consecutive_failures and spell is breaker._spell:
                     breaker._consecutive_failures = 0
                 return result
-            breaker._succeed(spell, timer, start)
+            breaker._succeed(spell, start)
             return result
 
         return protected
@@ -808,14 +799,14 @@ class CircuitBreaker(Generic[P, R]):
         """Call the fallback, which ``_admit`` chose to serve a rejected call."""
         return cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
 
-    def _succeed(self, spell: _Spell, timer: Timer, start: float | None) -> None:
+    def _succeed(self, spell: _Spell, start: float | None) -> None:
         """Record a call that returned."""
         if spell.state is not _CLOSED or not _GIL:
-            self._finish(spell, timer, start, None)
+            self._finish(spell, start, None)
             return
         duration = None
         if start is not None:
-            duration = timer.monotonic() - start
+            duration = self._now() - start
             # From here to the end of the block: no calls, so no thread switch
             # (see _GIL). Not one of these updates can be lost or seen half-done.
             self._timed += 1
@@ -829,7 +820,7 @@ class CircuitBreaker(Generic[P, R]):
     # -- the state machine --------------------------------------------------
 
     def _now(self) -> float:
-        return (self._timer or _ports.current.timer).monotonic()
+        return (self._clock or _ports.current.clock).monotonic()
 
     def _guard(self) -> threading.Lock:
         """Return the breaker's lock, made on first need."""
@@ -912,14 +903,10 @@ class CircuitBreaker(Generic[P, R]):
         return (old, new, reason)
 
     def _finish(
-        self,
-        spell: _Spell,
-        timer: Timer,
-        start: float | None,
-        error: Exception | None,
+        self, spell: _Spell, start: float | None, error: Exception | None
     ) -> None:
         """Record, under the lock, the outcome of a call that ran under *spell*."""
-        end = timer.monotonic()
+        end = self._now()
         duration = None if start is None else end - start
         failed = error is not None and self._config.counts_as_failure(error)
         with self._guard():

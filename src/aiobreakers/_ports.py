@@ -166,43 +166,32 @@ class _Keep(enum.Enum):
 KEEP: Final = _Keep.KEEP
 
 
-# With the system clock a breaker times one call in SAMPLE_EVERY for its mean
-# duration: a clock reading costs more than the rest of a healthy call's
-# bookkeeping. Every call is timed while an event sink listens, and with any
-# other clock (fake clocks in tests stay exact).
+# With the default system clock a breaker times one call in SAMPLE_EVERY for
+# its mean duration: a clock reading costs more than the rest of a healthy
+# call's bookkeeping. Every call is timed while a sink or hook listens, and
+# with any other clock, default or injected (fake clocks in tests stay exact).
 SAMPLE_EVERY: Final = 16
-
-
-class Timer:
-    """A clock's reading function, and which calls to time with it."""
-
-    __slots__ = ("mask", "monotonic")
-
-    def __init__(self, clock: Clock) -> None:
-        self.monotonic = clock.monotonic
-        # A call is timed when ``calls_so_far & mask == 0``.
-        self.mask = SAMPLE_EVERY - 1 if isinstance(clock, SystemClock) else 0
 
 
 class _Current:
     """The live defaults, read on every call (plain attribute reads: fast)."""
 
-    __slots__ = ("_clock", "random", "sink", "sleeper", "timer")
+    __slots__ = ("clock", "mask", "random", "sink", "sleeper")
 
     def __init__(self) -> None:
-        self.clock = SystemClock()
+        self.clock: Clock
+        self.mask: int
+        self.use_clock(SystemClock())
         self.sleeper: Sleeper = SystemSleeper()
         self.random: RandomSource = SystemRandom()
         self.sink: EventSink | None = None
 
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self._clock = clock
-        self.timer = Timer(clock)
+    def use_clock(self, clock: Clock) -> None:
+        self.clock = clock
+        # A breaker on the default clock times a call when
+        # ``successes_so_far & mask == 0``: one in SAMPLE_EVERY on the system
+        # clock, every one on any other.
+        self.mask = SAMPLE_EVERY - 1 if isinstance(clock, SystemClock) else 0
 
 
 current: Final = _Current()
@@ -242,7 +231,7 @@ def set_defaults(
     """
     previous = get_defaults()
     if clock is not KEEP:
-        current.clock = (
+        current.use_clock(
             SystemClock() if clock is None else check_port(clock, Clock, "clock")
         )
     if sleeper is not KEEP:
