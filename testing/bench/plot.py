@@ -71,7 +71,7 @@ def panels(document: dict[str, Any]) -> list[Panel]:
     charts.append(
         Panel(
             title=f"peak bytes over {allocations['calls']:,} closed-breaker calls",
-            values=_measured(allocations["results"], "peak_bytes"),
+            values=_measured(allocations["results"], "peak_x10"),
             unit="bytes",
             target=None,
             log=False,
