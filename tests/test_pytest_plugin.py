@@ -138,3 +138,28 @@ def test_fixtures_work_in_pytest_asyncio_tests(pytester: pytest.Pytester) -> Non
     pytester.runpytest("-p", "asyncio", "-o", "asyncio_mode=strict").assert_outcomes(
         passed=1
     )
+
+
+def test_all_fakes_in_one_fixture(pytester: pytest.Pytester) -> None:
+    """aiobreakers_fakes installs clock, random and both spies for the test."""
+    pytester.makepyfile(
+        """
+        from aiobreakers import RetryConfig, RetryPolicy, get_defaults
+
+        def boom():
+            raise TimeoutError
+
+        def test_all(aiobreakers_fakes):
+            fake = aiobreakers_fakes
+            assert get_defaults().clock is fake.clock
+            assert get_defaults().random is fake.random
+            policy = RetryPolicy("p", RetryConfig(max_retries=1, base_delay=4))
+            try:
+                policy.call_sync(boom)
+            except TimeoutError:
+                pass
+            fake.retries.assert_delays("p", [2.0])
+            assert fake.clock.monotonic() == 2.0
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

@@ -444,3 +444,13 @@ def test_bad_policy_arguments_are_rejected(
 def test_repr_names_the_policy() -> None:
     """repr shows name and retry count."""
     assert repr(RetryPolicy("db")) == "<RetryPolicy 'db' max_retries=3>"
+
+
+def test_reset_zeroes_the_counters(clock: FakeClock) -> None:
+    """reset() clears every counter but keeps the configuration."""
+    retry = policy(clock, max_retries=1)
+    retry.call_sync(Flaky(ConnectionError()))
+    retry.reset()
+    metrics = retry.get_metrics()
+    assert [metrics[k] for k in ("total_calls", "total_retries")] == [0, 0]
+    assert metrics["config"]["max_retries"] == 1

@@ -268,6 +268,10 @@ class RetryPolicy:
         self._hooks = (*self._hooks, callback)
         return callback
 
+    def reset(self) -> None:
+        """Zero the policy's counters (the configuration and hooks stay)."""
+        self._successes = self._failures = self._retries = self._exhausted = 0
+
     def get_metrics(self) -> RetryMetrics:
         """Return a snapshot of the policy's counters and configuration."""
         return {

@@ -16,6 +16,7 @@ import pytest
 from aiobreakers import set_defaults
 
 from ._clock import FakeClock
+from ._fakes import Fakes, fakes
 from ._random import FakeRandom
 from ._spy import BreakerSpy, RetrySpy
 
@@ -63,3 +64,16 @@ def retry_spy() -> Iterator[RetrySpy]:
     """A :class:`RetrySpy` receiving every breaker's and policy's events."""
     with RetrySpy() as spy:
         yield spy
+
+
+@pytest.fixture
+def aiobreakers_fakes() -> Iterator[Fakes]:
+    """
+    Every fake at once, as :func:`aiobreakers.testing.fakes` installs them.
+
+    ``aiobreakers_fakes.clock``, ``.random``, ``.breakers`` and ``.retries``
+    are the clock and sleeper, the random source (``FakeRandom(0.5)``), and
+    the two spies. Handy in ``usefixtures`` for a whole module or suite.
+    """
+    with fakes() as installed:
+        yield installed
