@@ -322,6 +322,9 @@ def test_metrics_have_every_spec_key_and_exact_values(clock: FakeClock) -> None:
         "failure_rate": pytest.approx(2 / 3),
         "avg_call_duration_ms": pytest.approx(3500 / 3),
         "time_until_recovery": 25.0,
+        "window_calls": None,
+        "window_failure_rate": None,
+        "window_slow_call_rate": None,
     }
 
 

@@ -397,6 +397,9 @@ class BreakerMachine(RuleBasedStateMachine):
                 model.duration / calls * 1000.0 if calls else 0.0
             ),
             "time_until_recovery": pytest.approx(model.retry_after(self.now)),
+            "window_calls": None,
+            "window_failure_rate": None,
+            "window_slow_call_rate": None,
         }
         assert metrics["total_calls"] == (
             metrics["total_successes"] + metrics["total_failures"]

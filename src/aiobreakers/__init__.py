@@ -33,6 +33,9 @@ from ._ports import set_defaults as set_defaults
 from ._retry import RetryConfig as RetryConfig
 from ._retry import RetryMetrics as RetryMetrics
 from ._retry import RetryPolicy as RetryPolicy
+from ._trip import ConsecutiveFailures as ConsecutiveFailures
+from ._trip import RateWindow as RateWindow
+from ._trip import TripPolicy as TripPolicy
 
 __all__ = [
     "BackoffStrategy",
@@ -45,11 +48,13 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "Clock",
+    "ConsecutiveFailures",
     "Defaults",
     "Event",
     "EventSink",
     "HookFailed",
     "RandomSource",
+    "RateWindow",
     "RetryConfig",
     "RetryExhausted",
     "RetryMetrics",
@@ -60,6 +65,7 @@ __all__ = [
     "SystemClock",
     "SystemRandom",
     "SystemSleeper",
+    "TripPolicy",
     "get_defaults",
     "set_defaults",
 ]

@@ -28,6 +28,7 @@ from ._events import (
 )
 from ._inspect import check_decoratable, is_async_callable
 from ._ports import Clock, EventSink, check_port
+from ._trip import ConsecutiveFailures, RateWindow, TripPolicy, WindowState
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 
@@ -92,6 +93,9 @@ _OPEN: Final = CircuitState.OPEN
 _HALF_OPEN: Final = CircuitState.HALF_OPEN
 
 
+_DEFAULT_FAILURE_THRESHOLD: Final = 5
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerConfig:
     """
@@ -110,6 +114,17 @@ class BreakerConfig:
             *included_exceptions*.
         half_open_max_calls: Probe calls allowed in flight at once while
             half-open; further calls are rejected as if open.
+        trip: When a closed circuit opens: ``None`` for *failure_threshold*
+            consecutive failures, or a :class:`RateWindow` to judge the share
+            of failed or slow calls over a sliding window (or
+            :class:`ConsecutiveFailures`, the default spelled out). With a
+            trip policy, leave *failure_threshold* at its default.
+        recovery_multiplier: Each time the circuit re-opens because a probe
+            failed, its recovery timeout is multiplied by this (``2.0``
+            doubles it), up to *max_recovery_timeout*; closing resets it.
+            ``1.0`` keeps it fixed.
+        max_recovery_timeout: Seconds; the longest a growing recovery timeout
+            gets. Required when *recovery_multiplier* is above 1.
 
     Raises:
         TypeError: A field has the wrong type.
@@ -124,6 +139,9 @@ class BreakerConfig:
     included_exceptions: tuple[type[Exception], ...] = ()
     excluded_exceptions: tuple[type[Exception], ...] = ()
     half_open_max_calls: int = 1
+    trip: TripPolicy | None = None
+    recovery_multiplier: float = 1.0
+    max_recovery_timeout: float | None = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -133,6 +151,70 @@ class BreakerConfig:
         check_exceptions(owner, "included_exceptions", self.included_exceptions)
         check_exceptions(owner, "excluded_exceptions", self.excluded_exceptions)
         check_int(owner, "half_open_max_calls", self.half_open_max_calls, 1)
+        self._check_trip(owner)
+        self._check_recovery_growth(owner)
+
+    def _check_trip(self, owner: str) -> None:
+        trip = self.trip
+        if trip is None:
+            return
+        if not isinstance(trip, (ConsecutiveFailures, RateWindow)):
+            raise TypeError(
+                f"{owner}.trip must be a RateWindow or ConsecutiveFailures,"
+                f" got {trip!r}"
+            )
+        if self.failure_threshold != _DEFAULT_FAILURE_THRESHOLD:
+            raise ValueError(
+                f"{owner}.failure_threshold ({self.failure_threshold}) and trip"
+                f" ({trip!r}) both say when to open: give one of them"
+            )
+        if isinstance(trip, ConsecutiveFailures):
+            # The spelled-out default: failure_threshold is what the breaker
+            # reads, so make it say the same.
+            object.__setattr__(self, "failure_threshold", trip.threshold)
+
+    def _check_recovery_growth(self, owner: str) -> None:
+        multiplier = self.recovery_multiplier
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
+            raise TypeError(
+                f"{owner}.recovery_multiplier must be a number, got {multiplier!r}"
+            )
+        if not (math.isfinite(multiplier) and multiplier >= 1):
+            raise ValueError(
+                f"{owner}.recovery_multiplier must be a finite number >= 1,"
+                f" got {multiplier!r}"
+            )
+        longest = self.max_recovery_timeout
+        if longest is None:
+            if multiplier > 1:
+                raise ValueError(
+                    f"{owner}.recovery_multiplier ({multiplier!r}) needs"
+                    " max_recovery_timeout, the longest the timeout may grow"
+                )
+            return
+        check_seconds(owner, "max_recovery_timeout", longest)
+        if multiplier == 1:
+            raise ValueError(
+                f"{owner}.max_recovery_timeout ({longest!r}) does nothing unless"
+                " recovery_multiplier is above 1"
+            )
+        if longest < self.recovery_timeout:
+            raise ValueError(
+                f"{owner}.max_recovery_timeout must be >= recovery_timeout"
+                f" ({self.recovery_timeout!r}), got {longest!r}"
+            )
+
+    def recovery_timeout_after(self, failed_probes: int) -> float:
+        """
+        Return the recovery timeout after *failed_probes* re-opens in a row.
+
+        ``recovery_timeout * recovery_multiplier ** failed_probes``, capped at
+        ``max_recovery_timeout``.
+        """
+        if failed_probes == 0 or self.max_recovery_timeout is None:
+            return self.recovery_timeout
+        growth = self.recovery_multiplier**failed_probes
+        return min(self.max_recovery_timeout, self.recovery_timeout * growth)
 
     def counts_as_failure(self, error: Exception) -> bool:
         """Whether *error*, raised by a protected call, counts as a failure."""
@@ -170,6 +252,12 @@ class BreakerMetrics(TypedDict):
     """Mean duration of the calls in ``total_calls``, in milliseconds."""
     time_until_recovery: float
     """Seconds until an open circuit lets a probe through; ``0.0`` otherwise."""
+    window_calls: int | None
+    """Calls in the :class:`RateWindow` now; ``None`` without a window."""
+    window_failure_rate: float | None
+    """Share of those calls that failed (``0.0`` when empty); ``None`` without."""
+    window_slow_call_rate: float | None
+    """Share of those calls that were slow (``0.0`` when empty); ``None`` without."""
 
 
 class _Spell:
@@ -181,13 +269,18 @@ class _Spell:
     a late outcome updates the totals alone.
     """
 
-    __slots__ = ("state", "until")
+    __slots__ = ("failed_probes", "state", "until")
 
-    def __init__(self, state: CircuitState, until: float = -math.inf) -> None:
+    def __init__(
+        self, state: CircuitState, until: float = -math.inf, failed_probes: int = 0
+    ) -> None:
         self.state = state
         # When an open spell ends (on the breaker's clock); -inf for the
         # others, so that ``until > now`` alone says "open, keep rejecting".
         self.until = until
+        # Re-opens by failed probes since the circuit last closed: they grow
+        # the recovery timeout (BreakerConfig.recovery_multiplier).
+        self.failed_probes = failed_probes
 
 
 class _Block:
@@ -218,7 +311,8 @@ _blocks: Final[ContextVar[_Block | None]] = ContextVar(
     "aiobreakers_blocks", default=None
 )
 
-_Change = tuple[CircuitState, CircuitState, str]
+# (old state, new state, reason, the window's rates when they caused it)
+_Change = tuple[CircuitState, CircuitState, str, "tuple[int, float, float] | None"]
 
 # On builds with a GIL, a healthy call's success is recorded without the lock:
 # the interpreter switches threads only at calls and backward jumps, never
@@ -291,6 +385,7 @@ class CircuitBreaker(Generic[P, R]):
         "_successes",
         "_timed",
         "_trips",
+        "_window",
     )
 
     # The async-fallback overload comes first: otherwise R would be inferred
@@ -339,7 +434,12 @@ class CircuitBreaker(Generic[P, R]):
         self._fallback: Callable[..., Any] | None = fallback
         self._clock = None if clock is None else check_port(clock, Clock, "clock")
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
-        self._quiet = self._sink is None and self._clock is None and _GIL
+        trip = config.trip
+        self._window = WindowState(trip) if isinstance(trip, RateWindow) else None
+        # A window sees (and times) every call: no short path then.
+        self._quiet = (
+            self._sink is None and self._clock is None and self._window is None and _GIL
+        )
         self._hooks: dict[str, list[Hook]] | None = None
         # Open with-blocks, made on first use (most breakers never need it).
         self._open_blocks: list[_Block] | None = None
@@ -357,6 +457,8 @@ class CircuitBreaker(Generic[P, R]):
         self._trips = 0
         self._timed = 0
         self._duration = 0.0
+        if self._window is not None:
+            self._window.clear()
 
     # -- public properties --------------------------------------------------
 
@@ -490,12 +592,16 @@ class CircuitBreaker(Generic[P, R]):
         The snapshot is consistent: it is taken under the breaker's lock.
         """
         state = self.state
+        now = self._now()
         with self._guard():
             calls = self._successes + self._failures
             spell = self._spell
             until_recovery = 0.0
             if spell.state is _OPEN:
-                until_recovery = self._retry_after(spell, self._now())
+                until_recovery = self._retry_after(spell, now)
+            window: tuple[int | None, float | None, float | None] = (None, None, None)
+            if self._window is not None:
+                window = self._window.rates(now)
             return {
                 "name": self._name,
                 "state": state.value if spell.state is state else spell.state.value,
@@ -510,6 +616,9 @@ class CircuitBreaker(Generic[P, R]):
                     self._duration / self._timed * 1000.0 if self._timed else 0.0
                 ),
                 "time_until_recovery": until_recovery,
+                "window_calls": window[0],
+                "window_failure_rate": window[1],
+                "window_slow_call_rate": window[2],
             }
 
     # -- protecting calls ---------------------------------------------------
@@ -801,7 +910,7 @@ class CircuitBreaker(Generic[P, R]):
 
     def _succeed(self, spell: _Spell, start: float | None) -> None:
         """Record a call that returned."""
-        if spell.state is not _CLOSED or not _GIL:
+        if spell.state is not _CLOSED or not _GIL or self._window is not None:
             self._finish(spell, start, None)
             return
         duration = None
@@ -885,22 +994,37 @@ class CircuitBreaker(Generic[P, R]):
             return self._enter(_HALF_OPEN, now, "recovery_timeout")
         return None
 
-    def _enter(self, new: CircuitState, now: float, reason: str) -> _Change | None:
+    def _enter(
+        self,
+        new: CircuitState,
+        now: float,
+        reason: str,
+        rates: tuple[int, float, float] | None = None,
+    ) -> _Change | None:
         """Under the lock: start a new spell in state *new*."""
-        old = self._spell.state
+        spell = self._spell
+        old = spell.state
+        failed_probes = spell.failed_probes
         if new is _OPEN:
+            if reason == "probe_failed":
+                failed_probes += 1
             # A fresh recovery window even when already open (trip()).
-            self._spell = _Spell(_OPEN, now + self._config.recovery_timeout)
+            until = now + self._config.recovery_timeout_after(failed_probes)
+            self._spell = _Spell(_OPEN, until, failed_probes)
             if old is _OPEN:
                 return None
             self._trips += 1
         elif old is new:
             return None
         else:
-            self._spell = _Spell(new)
+            self._spell = _Spell(
+                new, failed_probes=0 if new is _CLOSED else failed_probes
+            )
         self._consecutive_failures = 0
         self._half_open_successes = 0
-        return (old, new, reason)
+        if self._window is not None:
+            self._window.clear()
+        return (old, new, reason, rates)
 
     def _finish(
         self, spell: _Spell, start: float | None, error: Exception | None
@@ -919,14 +1043,16 @@ class CircuitBreaker(Generic[P, R]):
                 self._successes += 1
             if spell.state is _HALF_OPEN:
                 self._probes -= 1
-            change = self._judge(spell, end, failed=failed)
+            change = self._judge(spell, end, duration, failed=failed)
         # The call's outcome first, then the change of state it caused.
         if self._hooks is not None or listening(self._sink):
             self._report_call(duration, error, failed=failed)
         if change is not None:
             self._announce(change)
 
-    def _judge(self, spell: _Spell, now: float, *, failed: bool) -> _Change | None:
+    def _judge(
+        self, spell: _Spell, now: float, duration: float | None, *, failed: bool
+    ) -> _Change | None:
         """Under the lock: move the state machine for one outcome, if not late."""
         if spell is not self._spell:
             return None
@@ -936,6 +1062,11 @@ class CircuitBreaker(Generic[P, R]):
             self._half_open_successes += 1
             if self._half_open_successes >= self._config.success_threshold:
                 return self._enter(_CLOSED, now, "probes_succeeded")
+        elif self._window is not None:
+            reason = self._window.record(failed=failed, duration=duration, now=now)
+            if reason is not None:
+                rates = self._window.rates(now)
+                return self._enter(_OPEN, now, reason, rates)
         elif failed:
             self._consecutive_failures += 1
             if self._consecutive_failures >= self._config.failure_threshold:
@@ -966,10 +1097,18 @@ class CircuitBreaker(Generic[P, R]):
 
     def _announce(self, change: _Change) -> None:
         """Outside the lock: tell sinks and hooks about a change of state."""
-        old, new, reason = change
+        old, new, reason, rates = change
         if listening(self._sink):
             emit(
                 self._sink,
-                StateChanged(name=self._name, old=old, new=new, reason=reason),
+                StateChanged(
+                    name=self._name,
+                    old=old,
+                    new=new,
+                    reason=reason,
+                    window_calls=None if rates is None else rates[0],
+                    failure_rate=None if rates is None else rates[1],
+                    slow_call_rate=None if rates is None else rates[2],
+                ),
             )
         self._run_hooks(_STATE_HOOKS[new])

@@ -48,13 +48,21 @@ class StateChanged:
             ``"recovery_timeout"`` (open long enough to probe),
             ``"probes_succeeded"`` (enough half-open probes succeeded),
             ``"trip"`` and ``"reset"`` (forced by :meth:`~CircuitBreaker.trip`
-            and :meth:`~CircuitBreaker.reset`).
+            and :meth:`~CircuitBreaker.reset`), and, with a
+            :class:`~aiobreakers.RateWindow`, ``"failure_rate"`` or
+            ``"slow_call_rate"`` (that rate reached its threshold).
+        window_calls: With a rate reason: the calls in the window.
+        failure_rate: With a rate reason: the window's failure rate.
+        slow_call_rate: With a rate reason: the window's slow-call rate.
     """
 
     name: str
     old: CircuitState
     new: CircuitState
     reason: str
+    window_calls: int | None = None
+    failure_rate: float | None = None
+    slow_call_rate: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
