@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from _impls import FAILURE_THRESHOLD, MAX_RETRIES, Skip
+from _impls import FAILURE_THRESHOLD, MAX_RETRIES, SUBJECT, Skip
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,6 +90,16 @@ def _breaker_success_async(lib: BreakerLib, module: Any) -> Body:
     if lib.async_ is None:
         raise Skip("n/a")
     return lib.async_(module, unique("async"), ok_async)
+
+
+def _breaker_window_success(lib: BreakerLib, module: Any) -> Body:
+    """A breaker tripping on a failure-rate window: only aiobreakers has one."""
+    if lib.name != SUBJECT:
+        raise Skip("n/a")
+    window = module.RateWindow(calls=100, minimum_calls=20, failure_rate=0.5)
+    breaker = module.CircuitBreaker(unique("window"), module.BreakerConfig(trip=window))
+    guarded: Body = breaker(ok)
+    return guarded
 
 
 def _breaker_open(lib: BreakerLib, module: Any) -> Body:
@@ -198,6 +208,16 @@ CASES: tuple[TimingCase, ...] = (
         bare=lambda: ok_async,
         build=_breaker_success_async,
         target=4,
+    ),
+    TimingCase(
+        key="breaker_window_success",
+        title="sync breaker, success, failure-rate window of 100 calls",
+        kind="sync",
+        family="breaker",
+        baseline="f()",
+        bare=lambda: ok,
+        build=_breaker_window_success,
+        target=None,
     ),
     TimingCase(
         key="breaker_open_reject",
