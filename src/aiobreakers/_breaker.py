@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import math
@@ -269,7 +268,7 @@ class _Spell:
     a late outcome updates the totals alone.
     """
 
-    __slots__ = ("failed_probes", "state", "until")
+    __slots__ = ("failed_probes", "probe_successes", "state", "until")
 
     def __init__(
         self, state: CircuitState, until: float = -math.inf, failed_probes: int = 0
@@ -281,6 +280,8 @@ class _Spell:
         # Re-opens by failed probes since the circuit last closed: they grow
         # the recovery timeout (BreakerConfig.recovery_multiplier).
         self.failed_probes = failed_probes
+        # Successful probes in this (half-open) spell.
+        self.probe_successes = 0
 
 
 class _Block:
@@ -300,6 +301,45 @@ class _Block:
         self.start = start
         self.outer = outer
 
+
+class _Extras:
+    """
+    What only some breakers have: their own clock, sink, hooks or rate window.
+
+    A breaker with none of them (the common case) keeps ``_extras = None``
+    and is "quiet": its healthy calls may go untimed (one in
+    ``_ports.SAMPLE_EVERY`` is timed) and take the shortest path, and it
+    costs less memory. On the free-threaded build every breaker has extras,
+    so none takes the lock-free paths (see ``_GIL``).
+    """
+
+    __slots__ = ("clock", "hooks", "sink", "window")
+
+    def __init__(
+        self,
+        clock: Clock | None,
+        sink: EventSink | None,
+        window: WindowState | None,
+    ) -> None:
+        self.clock = clock
+        self.sink = sink
+        self.window = window
+        self.hooks: dict[str, list[Hook]] | None = None
+
+    def idle(self) -> bool:
+        """Whether there is nothing here: the breaker can be quiet."""
+        return (
+            self.clock is None
+            and self.sink is None
+            and self.window is None
+            and self.hooks is None
+        )
+
+
+# Open with-blocks per breaker (by id; a block keeps its breaker alive), kept
+# here rather than on every breaker: few breakers ever have one.
+_open_blocks: Final[dict[int, list[_Block]]] = {}
+_OPEN_BLOCKS_LOCK: Final = threading.Lock()
 
 # Every breaker starts in this spell: identity only matters between the spells
 # of one breaker, and sharing it saves an object per breaker.
@@ -366,26 +406,20 @@ class CircuitBreaker(Generic[P, R]):
     """
 
     __slots__ = (
-        "_clock",
         "_config",
         "_consecutive_failures",
         "_duration",
+        "_extras",
         "_failures",
         "_fallback",
-        "_half_open_successes",
-        "_hooks",
         "_lock",
         "_name",
-        "_open_blocks",
         "_probes",
-        "_quiet",
         "_rejected",
-        "_sink",
         "_spell",
         "_successes",
         "_timed",
         "_trips",
-        "_window",
     )
 
     # The async-fallback overload comes first: otherwise R would be inferred
@@ -432,17 +466,14 @@ class CircuitBreaker(Generic[P, R]):
         self._config = config
         # Stored erased: R must not appear in a mutable attribute.
         self._fallback: Callable[..., Any] | None = fallback
-        self._clock = None if clock is None else check_port(clock, Clock, "clock")
-        self._sink = None if sink is None else check_port(sink, EventSink, "sink")
         trip = config.trip
-        self._window = WindowState(trip) if isinstance(trip, RateWindow) else None
-        # A window sees (and times) every call: no short path then.
-        self._quiet = (
-            self._sink is None and self._clock is None and self._window is None and _GIL
+        extras = _Extras(
+            None if clock is None else check_port(clock, Clock, "clock"),
+            None if sink is None else check_port(sink, EventSink, "sink"),
+            WindowState(trip) if isinstance(trip, RateWindow) else None,
         )
-        self._hooks: dict[str, list[Hook]] | None = None
-        # Open with-blocks, made on first use (most breakers never need it).
-        self._open_blocks: list[_Block] | None = None
+        # None while quiet: see _Extras.
+        self._extras = None if extras.idle() and _GIL else extras
         self._lock: threading.Lock | None = None
         self._spell = _FRESH
         self._probes = 0
@@ -450,7 +481,6 @@ class CircuitBreaker(Generic[P, R]):
 
     def _zero_counters(self) -> None:
         self._consecutive_failures = 0
-        self._half_open_successes = 0
         self._successes = 0
         self._failures = 0
         self._rejected = 0
@@ -459,6 +489,24 @@ class CircuitBreaker(Generic[P, R]):
         self._duration = 0.0
         if self._window is not None:
             self._window.clear()
+
+    # What _Extras holds, for the paths that may read it at leisure.
+
+    @property
+    def _clock(self) -> Clock | None:
+        return None if self._extras is None else self._extras.clock
+
+    @property
+    def _sink(self) -> EventSink | None:
+        return None if self._extras is None else self._extras.sink
+
+    @property
+    def _window(self) -> WindowState | None:
+        return None if self._extras is None else self._extras.window
+
+    @property
+    def _hooks(self) -> dict[str, list[Hook]] | None:
+        return None if self._extras is None else self._extras.hooks
 
     # -- public properties --------------------------------------------------
 
@@ -536,9 +584,10 @@ class CircuitBreaker(Generic[P, R]):
         with self._guard():
             hooks = dict(self._hooks or {})
             hooks[hook] = [*hooks.get(hook, ()), callback]
+            if self._extras is None:
+                self._extras = _Extras(None, None, None)
             # Replaced, never mutated: readers iterate without the lock.
-            self._hooks = hooks
-            self._quiet = False
+            self._extras.hooks = hooks
         return callback
 
     def _run_hooks(self, hook: str) -> None:
@@ -732,13 +781,8 @@ class CircuitBreaker(Generic[P, R]):
             assert admitted is not None  # noqa: S101 - without a fallback it raises
             spell = admitted
         block = _Block(self, spell, now, _blocks.get())
-        opened = self._open_blocks
-        if opened is None:
-            with self._guard():
-                if self._open_blocks is None:
-                    self._open_blocks = []
-                opened = self._open_blocks
-        opened.append(block)
+        with _OPEN_BLOCKS_LOCK:
+            _open_blocks.setdefault(id(self), []).append(block)
         _blocks.set(block)
         return self
 
@@ -770,27 +814,31 @@ class CircuitBreaker(Generic[P, R]):
 
     def _pop_block(self) -> _Block:
         """Find and close the block an ``__exit__`` ends."""
-        opened = self._open_blocks or []
         top = _blocks.get()
-        block = top
-        while block is not None and (block.breaker is not self or block not in opened):
-            block = block.outer
-        if block is not None:
-            if block is top:
-                _blocks.set(block.outer)
-            with contextlib.suppress(ValueError):
-                opened.remove(block)
-                return block
-        # The block was entered in another context: a generator stepped in
-        # fresh context copies (thread pools), or an async generator closed
-        # by another task. Close the newest open block so that it is still
-        # counted once and frees its probe slot.
-        with self._guard():
+        with _OPEN_BLOCKS_LOCK:
+            opened = _open_blocks.get(id(self), [])
+            block = top
+            while block is not None and (
+                block.breaker is not self or block not in opened
+            ):
+                block = block.outer
+            if block is None:
+                # Entered in another context: a generator stepped in fresh
+                # context copies (thread pools), or an async generator closed
+                # by another task. Close the newest open block, so that it is
+                # still counted once and frees its probe slot.
+                if not opened:
+                    raise RuntimeError(
+                        f"circuit breaker {self._name!r} exited a block it did"
+                        " not enter"
+                    )
+                block = opened[-1]
+            opened.remove(block)
             if not opened:
-                raise RuntimeError(
-                    f"circuit breaker {self._name!r} exited a block it did not enter"
-                )
-            return opened.pop()
+                del _open_blocks[id(self)]
+        if block is top:
+            _blocks.set(block.outer)
+        return block
 
     def _check_sync_fallback(self, func: Callable[..., Any]) -> None:
         if self._fallback is not None and is_async_callable(self._fallback):
@@ -812,8 +860,9 @@ class CircuitBreaker(Generic[P, R]):
             spell = breaker._spell
             closed = spell.state is _CLOSED
             if not closed:
-                now = (breaker._clock or current.clock).monotonic()
-                if spell.until > now and breaker._quiet and current.sink is None:
+                quiet = breaker._extras is None
+                now = current.clock.monotonic() if quiet else breaker._now()
+                if spell.until > now and quiet and current.sink is None:
                     # Open, nobody listening: reject without the lock (see _GIL).
                     breaker._rejected += 1
                     if breaker._fallback is None:
@@ -825,12 +874,12 @@ class CircuitBreaker(Generic[P, R]):
                 spell = admitted
             if (
                 breaker._successes & current.mask
-                and breaker._quiet
-                and (current.sink is None)
+                and breaker._extras is None
+                and current.sink is None
             ):
                 start = None
             else:
-                start = (breaker._clock or current.clock).monotonic()
+                start = breaker._now()
             try:
                 result = func(*args, **kwargs)
             except Exception as error:
@@ -840,7 +889,7 @@ class CircuitBreaker(Generic[P, R]):
                 breaker._abandon(spell)
                 raise
             if start is None and closed:
-                # Untimed, so quiet (see _quiet). No calls in this block: no
+                # Untimed, so quiet (see _Extras). No calls in this block: no
                 # thread switch inside it (see _GIL).
                 breaker._successes += 1
                 if breaker._consecutive_failures and spell is breaker._spell:
@@ -861,8 +910,9 @@ class CircuitBreaker(Generic[P, R]):
             spell = breaker._spell
             closed = spell.state is _CLOSED
             if not closed:
-                now = (breaker._clock or current.clock).monotonic()
-                if spell.until > now and breaker._quiet and current.sink is None:
+                quiet = breaker._extras is None
+                now = current.clock.monotonic() if quiet else breaker._now()
+                if spell.until > now and quiet and current.sink is None:
                     # Open, nobody listening: reject without the lock (see _GIL).
                     breaker._rejected += 1
                     if breaker._fallback is None:
@@ -878,12 +928,12 @@ class CircuitBreaker(Generic[P, R]):
                 spell = admitted
             if (
                 breaker._successes & current.mask
-                and breaker._quiet
-                and (current.sink is None)
+                and breaker._extras is None
+                and current.sink is None
             ):
                 start = None
             else:
-                start = (breaker._clock or current.clock).monotonic()
+                start = breaker._now()
             try:
                 result = await func(*args, **kwargs)
             except Exception as error:
@@ -893,7 +943,7 @@ class CircuitBreaker(Generic[P, R]):
                 breaker._abandon(spell)
                 raise
             if start is None and closed:
-                # Untimed, so quiet (see _quiet). No calls in this block: no
+                # Untimed, so quiet (see _Extras). No calls in this block: no
                 # thread switch inside it (see _GIL).
                 breaker._successes += 1
                 if breaker._consecutive_failures and spell is breaker._spell:
@@ -1021,7 +1071,6 @@ class CircuitBreaker(Generic[P, R]):
                 new, failed_probes=0 if new is _CLOSED else failed_probes
             )
         self._consecutive_failures = 0
-        self._half_open_successes = 0
         if self._window is not None:
             self._window.clear()
         return (old, new, reason, rates)
@@ -1059,8 +1108,8 @@ class CircuitBreaker(Generic[P, R]):
         if spell.state is _HALF_OPEN:
             if failed:
                 return self._enter(_OPEN, now, "probe_failed")
-            self._half_open_successes += 1
-            if self._half_open_successes >= self._config.success_threshold:
+            spell.probe_successes += 1
+            if spell.probe_successes >= self._config.success_threshold:
                 return self._enter(_CLOSED, now, "probes_succeeded")
         elif self._window is not None:
             reason = self._window.record(failed=failed, duration=duration, now=now)
