@@ -53,6 +53,7 @@ class PaymentAPI:
     """An async HTTP client for a payment service; ``down`` makes it fail."""
 
     def __init__(self) -> None:
+        """Start up."""
         self.down = False
 
     async def get(self, path: str) -> dict[str, Any]:
@@ -70,6 +71,7 @@ class Response:
     """A minimal HTTP response."""
 
     def __init__(self, url: str) -> None:
+        """Answer *url*."""
         self.url = url
 
     async def json(self) -> dict[str, str]:
@@ -97,8 +99,8 @@ class DB:
     """A database connection."""
 
     def query(self, sql: str) -> list[tuple[int]]:
-        """Run *sql* (always answers one row)."""
-        return [(1,)]
+        """Run *sql* (answers one row)."""
+        return [(len(sql),)]
 
 
 class Exchange:
@@ -113,6 +115,7 @@ class Metrics:
     """Counts what the examples record."""
 
     def __init__(self) -> None:
+        """Start counting from zero."""
         self.counts: dict[str, int] = {}
 
     def record(self, what: str) -> None:
