@@ -30,7 +30,7 @@ def sample(strategy: BackoffStrategy) -> list[list[float]]:
     )
     random = SystemRandom(seed=2024)
     calls = [config.delays(random) for _ in range(CALLS)]
-    return [list(delays) for delays in zip(*calls)]
+    return [list(delays) for delays in zip(*calls, strict=True)]
 
 
 def draw() -> None:
@@ -41,9 +41,9 @@ def draw() -> None:
     spread = SystemRandom(seed=1)
     retries = range(1, RETRIES + 1)
     caps = [min(MAX_DELAY, BASE_DELAY * 2 ** (k - 1)) for k in retries]
-    for axis, strategy in zip(axes.flat, BackoffStrategy):
+    for axis, strategy in zip(axes.flat, BackoffStrategy, strict=True):
         per_retry = sample(strategy)
-        for k, delays in zip(retries, per_retry):
+        for k, delays in zip(retries, per_retry, strict=True):
             xs = [k + spread.uniform(-0.28, 0.28) for _ in delays]
             axis.scatter(xs, delays, s=3, alpha=0.12, color="tab:blue", linewidths=0)
         medians = [sorted(delays)[len(delays) // 2] for delays in per_retry]
