@@ -1,0 +1,64 @@
+"""The API reference pages document every public name, explicitly."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).parent.parent / "docs"
+PAGES = {
+    "aiobreakers": DOCS / "api.rst",
+    "aiobreakers.testing": DOCS / "api-testing.rst",
+}
+
+_MODULE = re.compile(r"^\.\. (?:py:)?(?:module|currentmodule):: (\S+)\s*$")
+_DIRECTIVE = re.compile(
+    r"^\.\. (?:auto(?:class|exception|function|data|attribute)):: (\S+)\s*$"
+)
+
+
+def documented(page: Path) -> set[str]:
+    """Return the dotted names an API page documents with autodoc directives."""
+    module = ""
+    names: set[str] = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if match := _MODULE.match(line):
+            module = match.group(1)
+        elif match := _DIRECTIVE.match(line):
+            name = match.group(1)
+            names.add(name if "." in name else f"{module}.{name}")
+    return names
+
+
+@pytest.mark.parametrize("module_name", sorted(PAGES))
+def test_every_public_name_is_in_the_reference(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    expected = {f"{module_name}.{name}" for name in module.__all__}
+    missing = expected - documented(PAGES[module_name])
+    assert not missing, f"add to {PAGES[module_name].name}: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("module_name", sorted(PAGES))
+def test_the_reference_documents_only_public_names(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    expected = {f"{module_name}.{name}" for name in module.__all__}
+    extra = documented(PAGES[module_name]) - expected
+    assert not extra, f"not in {module_name}.__all__: {sorted(extra)}"
+
+
+def test_every_fixture_of_the_plugin_is_in_the_reference() -> None:
+    plugin = importlib.import_module("aiobreakers.testing._pytest_plugin")
+    # How pytest marks a fixture: the attribute changed name in pytest 8.4.
+    fixtures = {
+        name
+        for name, value in vars(plugin).items()
+        if hasattr(value, "_fixture_function_marker")
+        or hasattr(value, "_pytestfixturefunction")
+    }
+    text = PAGES["aiobreakers.testing"].read_text(encoding="utf-8")
+    described = set(re.findall(r"^\.\. describe:: (\w+)\s*$", text, re.MULTILINE))
+    assert fixtures
+    assert fixtures == described
