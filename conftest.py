@@ -8,8 +8,9 @@ see what earlier ones defined.
 - Top-level ``await``, ``async with`` and ``async for`` work as written: a block
   that uses them is compiled with ``PyCF_ALLOW_TOP_LEVEL_AWAIT`` and run to
   completion with :func:`asyncio.run`.
-- A block that defines ``test_*`` functions without parameters also runs
-  them, so that test examples are proven to pass, not just to compile.
+- A block that defines ``test_*`` functions runs them too, with the plugin's
+  fixtures as :func:`aiobreakers.testing.fakes` provides them, so that test
+  examples are proven to pass, not just to compile.
 - ``>>>`` examples in reStructuredText are doctests (``ELLIPSIS`` on).
 - ``.. invisible-code-block: python`` (or ``<!-- invisible-code-block:
   python -->`` in Markdown) runs setup code the reader does not need to see;
@@ -37,7 +38,7 @@ from sybil.parsers.markdown import SkipParser as MarkdownSkipParser
 from sybil.parsers.rest import CodeBlockParser, DocTestParser, SkipParser
 
 from aiobreakers import SystemRandom, set_defaults
-from aiobreakers.testing import FakeClock
+from aiobreakers.testing import FakeClock, fakes
 
 if TYPE_CHECKING:
     from sybil import Example
@@ -169,12 +170,29 @@ def evaluate(example: Example) -> None:
 
 
 def run_test(test: Any) -> None:
-    """Run a test function an example defined, if it takes no fixtures."""
-    if not callable(test) or inspect.signature(test).parameters:
+    """
+    Run a test function an example defined, with the plugin's fixtures.
+
+    The fixtures come from :func:`aiobreakers.testing.fakes`, which installs
+    exactly what the plugin's fixtures do; asking for any other is an error.
+    """
+    if not callable(test):
         return
-    outcome = test()
-    if inspect.iscoroutine(outcome):
-        asyncio.run(outcome)
+    parameters = inspect.signature(test).parameters
+    with fakes() as fake:
+        fixtures = {
+            "fake_clock": fake.clock,
+            "fake_random": fake.random,
+            "breaker_spy": fake.breakers,
+            "retry_spy": fake.retries,
+            "aiobreakers_fakes": fake,
+        }
+        unknown = sorted(set(parameters) - set(fixtures))
+        if unknown:
+            raise TypeError(f"{test.__name__} asks for unknown fixtures {unknown}")
+        outcome = test(**{name: fixtures[name] for name in parameters})
+        if inspect.iscoroutine(outcome):
+            asyncio.run(outcome)
 
 
 def setup(namespace: dict[str, Any]) -> None:
