@@ -765,3 +765,13 @@ def test_every_call_is_timed_on_a_default_fake_clock(clock: FakeClock) -> None:
     for _ in range(40):
         breaker.call_sync(slow)
     assert breaker.get_metrics()["avg_call_duration_ms"] == 250.0
+
+
+def test_a_process_wide_sink_sees_every_call_on_the_system_clock() -> None:
+    """With the real clock, sampling never hides a call from a listening sink."""
+    breaker = CircuitBreaker("api")
+    with Spy() as spy:
+        for _ in range(40):
+            breaker.call_sync(ok)
+    assert [type(event) for event in spy.events] == [CallSucceeded] * 40
+    assert all(event.duration >= 0 for event in spy.events)  # type: ignore[union-attr]

@@ -384,8 +384,10 @@ class CircuitBreaker(Generic[P, R]):
     :meth:`call_async`.
 
     The breaker is generic in the protected call's parameters ``P`` and result
-    ``R``, inferred from the *fallback*; without one it is
-    ``CircuitBreaker[..., Any]`` and protects anything.
+    ``R``, inferred from the *fallback*, and its decorator rejects functions
+    the fallback cannot stand in for. Without a fallback it protects anything
+    and its decorator keeps each function's exact type. Annotate a variable
+    that may hold any breaker as ``CircuitBreaker[..., Any]``.
 
     Args:
         name: Identifies the breaker in errors, events, logs and metrics.
@@ -861,7 +863,7 @@ class CircuitBreaker(Generic[P, R]):
             closed = spell.state is _CLOSED
             if not closed:
                 quiet = breaker._extras is None
-                now = current.clock.monotonic() if quiet else breaker._now()
+                now = current.monotonic() if quiet else breaker._now()
                 if spell.until > now and quiet and current.sink is None:
                     # Open, nobody listening: reject without the lock (see _GIL).
                     breaker._rejected += 1
@@ -872,11 +874,8 @@ class CircuitBreaker(Generic[P, R]):
                 if admitted is None:
                     return breaker._serve(args, kwargs)
                 spell = admitted
-            if (
-                breaker._successes & current.mask
-                and breaker._extras is None
-                and current.sink is None
-            ):
+            # The mask is 0 (time every call) while a process-wide sink listens.
+            if breaker._successes & current.mask and breaker._extras is None:
                 start = None
             else:
                 start = breaker._now()
@@ -911,7 +910,7 @@ class CircuitBreaker(Generic[P, R]):
             closed = spell.state is _CLOSED
             if not closed:
                 quiet = breaker._extras is None
-                now = current.clock.monotonic() if quiet else breaker._now()
+                now = current.monotonic() if quiet else breaker._now()
                 if spell.until > now and quiet and current.sink is None:
                     # Open, nobody listening: reject without the lock (see _GIL).
                     breaker._rejected += 1
@@ -926,11 +925,8 @@ class CircuitBreaker(Generic[P, R]):
                         served = await served
                     return served
                 spell = admitted
-            if (
-                breaker._successes & current.mask
-                and breaker._extras is None
-                and current.sink is None
-            ):
+            # The mask is 0 (time every call) while a process-wide sink listens.
+            if breaker._successes & current.mask and breaker._extras is None:
                 start = None
             else:
                 start = breaker._now()

@@ -176,22 +176,27 @@ SAMPLE_EVERY: Final = 16
 class _Current:
     """The live defaults, read on every call (plain attribute reads: fast)."""
 
-    __slots__ = ("clock", "mask", "random", "sink", "sleeper")
+    __slots__ = ("clock", "mask", "monotonic", "random", "sink", "sleeper")
 
     def __init__(self) -> None:
-        self.clock: Clock
-        self.mask: int
-        self.use_clock(SystemClock())
+        self.clock: Clock = SystemClock()
+        self.sink: EventSink | None = None
         self.sleeper: Sleeper = SystemSleeper()
         self.random: RandomSource = SystemRandom()
-        self.sink: EventSink | None = None
+        self.use_clock(self.clock)
+
+    def use_sink(self, sink: EventSink | None) -> None:
+        self.sink = sink
+        self.use_clock(self.clock)
 
     def use_clock(self, clock: Clock) -> None:
         self.clock = clock
-        # A breaker on the default clock times a call when
-        # ``successes_so_far & mask == 0``: one in SAMPLE_EVERY on the system
-        # clock, every one on any other.
-        self.mask = SAMPLE_EVERY - 1 if isinstance(clock, SystemClock) else 0
+        self.monotonic = clock.monotonic
+        # A quiet breaker times a healthy call when ``successes & mask == 0``:
+        # one in SAMPLE_EVERY on the system clock with no sink listening,
+        # every one otherwise (sinks need durations; fake clocks stay exact).
+        sampled = isinstance(clock, SystemClock) and self.sink is None
+        self.mask = SAMPLE_EVERY - 1 if sampled else 0
 
 
 current: Final = _Current()
@@ -247,7 +252,7 @@ def set_defaults(
             else check_port(random, RandomSource, "random")
         )
     if sink is not KEEP:
-        current.sink = None if sink is None else check_port(sink, EventSink, "sink")
+        current.use_sink(None if sink is None else check_port(sink, EventSink, "sink"))
     return previous
 
 
