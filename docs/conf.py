@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+from pathlib import Path
 from importlib.metadata import version as _version
 from typing import TYPE_CHECKING, Any
 
@@ -36,14 +38,18 @@ copyright = "the aiobreakers developers"  # noqa: A001 - Sphinx's own name
 release = _version("aiobreakers")
 version = ".".join(release.split(".")[:2])
 
+# docs/_ext holds our own extension: the benchmark's table and chart.
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+
 extensions = [
+    "bench_results",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     # Draws the backoff plots at build time from the library's own code.
     "matplotlib.sphinxext.plot_directive",
 ]
 
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 nitpicky = True
 python_use_unqualified_type_names = True
 
