@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,8 @@ def _plot_module() -> Any:
     if spec is None or spec.loader is None:
         raise RuntimeError("cannot load testing/bench/plot.py")
     module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up while it executes.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
