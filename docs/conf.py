@@ -21,8 +21,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 from importlib.metadata import version as _version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sphinx.ext.napoleon.docstring import GoogleDocstring

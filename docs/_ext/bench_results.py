@@ -83,9 +83,11 @@ def table(runs: list[dict[str, Any]]) -> str:
     meta = first["meta"]
     lines += [
         "",
-        f"Measured on {meta['date'][:10]}: {meta['implementation']}"
-        f" {meta['python']}, {meta['cpus']} CPUs, {meta['rounds']} interleaved"
-        " rounds per case, median ratios.",
+        (
+            f"Measured on {meta['date'][:10]}: {meta['implementation']}"
+            f" {meta['python']}, {meta['cpus']} CPUs, {meta['rounds']} interleaved"
+            " rounds per case, median ratios."
+        ),
         "",
     ]
     return "\n".join(lines)
