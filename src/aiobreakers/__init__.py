@@ -20,6 +20,7 @@ from ._events import HookFailed as HookFailed
 from ._events import RetryExhausted as RetryExhausted
 from ._events import RetryScheduled as RetryScheduled
 from ._events import StateChanged as StateChanged
+from ._logging import LoggingSink as LoggingSink
 from ._ports import Clock as Clock
 from ._ports import Defaults as Defaults
 from ._ports import EventSink as EventSink
@@ -53,6 +54,7 @@ __all__ = [
     "Event",
     "EventSink",
     "HookFailed",
+    "LoggingSink",
     "RandomSource",
     "RateWindow",
     "RetryConfig",
