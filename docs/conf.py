@@ -90,6 +90,8 @@ _STDLIB = [
     "asyncio.sleep",
     "dataclasses.FrozenInstanceError",
     "dataclasses.replace",
+    "logging",
+    "logging.Logger",
     "typing.Protocol",
     "unittest",
     "collections.abc.Awaitable",
