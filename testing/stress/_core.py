@@ -74,7 +74,10 @@ class Log:
     def equal(self, what: str, actual: object, expected: object) -> bool:
         """Record that *actual* must equal *expected*."""
         sign = "==" if actual == expected else "!="
-        return self.expect(what, actual == expected, f"{actual!r} {sign} {expected!r}")
+        detail = f"{actual!r} {sign} {expected!r}"
+        if len(detail) > 160:
+            detail = detail[:157] + "..."
+        return self.expect(what, actual == expected, detail)
 
     def at_most(self, what: str, actual: float, bound: float) -> bool:
         """Record that *actual* must not exceed *bound*."""
