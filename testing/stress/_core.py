@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from aiobreakers import CircuitBreaker, CircuitOpenError, CircuitState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterator
+    from collections.abc import Awaitable, Callable, Generator, Iterator
 
 T = TypeVar("T")
 
@@ -200,20 +200,38 @@ class Tally:
         self.aborted += other.aborted
         self.unexpected += other.unexpected
 
+    def record(self, error: BaseException | None) -> None:
+        """Count one call that ended with *error* (``None``: it returned)."""
+        if error is None:
+            self.ok += 1
+        elif isinstance(error, CircuitOpenError):
+            self.rejected += 1
+        elif isinstance(error, Fail):
+            self.fail += 1
+        elif isinstance(error, Excluded):
+            self.excluded += 1
+        elif isinstance(error, Abort):
+            self.aborted += 1
+        else:
+            self.unexpected.append(type(error).__name__)
+
     def call(self, func: Callable[[Outcome], object], outcome: Outcome) -> None:
         """Make one call and count how it ended."""
         try:
             func(outcome)
-        except CircuitOpenError:
-            self.rejected += 1
-        except Fail:
-            self.fail += 1
-        except Excluded:
-            self.excluded += 1
-        except Abort:
-            self.aborted += 1
-        except BaseException as error:
-            self.unexpected.append(type(error).__name__)
+        except BaseException as error:  # noqa: BLE001 - counted, checked later
+            self.record(error)
+        else:
+            self.ok += 1
+
+    async def call_async(
+        self, func: Callable[[Outcome], Awaitable[object]], outcome: Outcome
+    ) -> None:
+        """Await one call and count how it ended."""
+        try:
+            await func(outcome)
+        except BaseException as error:  # noqa: BLE001 - counted, checked later
+            self.record(error)
         else:
             self.ok += 1
 
