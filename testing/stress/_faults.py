@@ -141,22 +141,22 @@ def raising_listeners(log: Log, calls: int) -> None:
         start = time.perf_counter()
         seen = hammer(breaker, schedules, lambda: clock.advance(1e-4))
         elapsed = time.perf_counter() - start
+        log.figure(
+            f"{per_second(seen.made, elapsed)}; {num(raised.value)} hook failures,"
+            f" {num(sink.emits.value)} sink failures"
+        )
+        check_counts(log, breaker, seen)
+        log.equal(
+            "a HookFailed event for every hook that raised",
+            len(spy.hook_failures("raising")),
+            raised.value,
+        )
+        log.equal(
+            "a log record for every hook and sink failure",
+            logs.records.value,
+            raised.value + sink.emits.value,
+        )
         check_probe_slots(log, breaker, lambda: clock.advance(0.01))
-    log.figure(
-        f"{per_second(seen.made, elapsed)}; {num(raised.value)} hook failures,"
-        f" {num(sink.emits.value)} sink failures"
-    )
-    check_counts(log, breaker, seen)
-    log.equal(
-        "a HookFailed event for every hook that raised",
-        len(spy.hook_failures("raising")),
-        raised.value,
-    )
-    log.equal(
-        "a log record for every hook and sink failure",
-        logs.records.value,
-        raised.value + sink.emits.value,
-    )
 
 
 # -- hooks that block ---------------------------------------------------------------
