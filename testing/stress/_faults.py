@@ -34,6 +34,7 @@ from ._core import (
     fine_switching,
     num,
     per_second,
+    probe_slots,
     real_wait,
     run_threads,
     storm,
@@ -419,6 +420,41 @@ def one_base_exception(kind: type[BaseException], way: str, *, half_open: bool) 
     return ""
 
 
+def interrupted_hooks(log: Log) -> None:
+    log.section("a hook raises a BaseException once (Ctrl-C while it runs)")
+    wrong: list[str] = []
+    for hook in ("on_open", "on_half_open", "on_close", "on_success", "on_failure"):
+        clock = FakeClock()
+        breaker = CircuitBreaker(
+            f"interrupted-{hook}",
+            config(failure_threshold=1, success_threshold=1, half_open_max_calls=1),
+            clock=clock,
+        )
+        armed = [True]
+
+        def interrupt(_: object, armed: list[bool] = armed) -> None:
+            if armed:
+                armed.clear()
+                raise KeyboardInterrupt
+
+        getattr(breaker, hook)(interrupt)
+        call = entry_points(breaker)[0]
+        for outcome in (Outcome.OK, Outcome.FAIL, None, Outcome.OK, Outcome.OK):
+            if outcome is None:
+                clock.advance(1.0)
+                continue
+            with contextlib.suppress(KeyboardInterrupt):
+                Tally().call(call, outcome)
+        slots = probe_slots(breaker, lambda clock=clock: clock.advance(1.0))
+        if slots != 1:
+            wrong.append(f"{hook}: {slots} probe slots of 1 left")
+    log.expect(
+        "every probe slot survives (the call it interrupted frees its slot)",
+        not wrong,
+        "; ".join(wrong),
+    )
+
+
 # -- threads and an event loop on one breaker ------------------------------------------
 
 
@@ -471,4 +507,5 @@ def faults(mode: Mode, log: Log) -> None:
     asyncio.run(blocking_async_hook(log, mode.pick(1_000, 10_000)))
     async_hooks_without_loop(log, mode.pick(50, 500))
     base_exceptions(log, mode.pick(3, 30))
+    interrupted_hooks(log)
     threads_and_loop(log, mode.pick(50_000, 500_000))
