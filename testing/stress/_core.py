@@ -23,6 +23,8 @@ from aiobreakers import CircuitBreaker, CircuitOpenError, CircuitState
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator, Iterator
 
+    from typing_extensions import Self
+
 T = TypeVar("T")
 
 THREADS: Final = 8
@@ -66,7 +68,7 @@ class Log:
         """Record what was run or measured."""
         self.lines.append(text)
 
-    def expect(self, what: str, held: bool, detail: str = "") -> bool:  # noqa: FBT001 - the condition
+    def expect(self, what: str, held: bool, detail: str = "") -> bool:
         """Record invariant *what*; return whether it held."""
         self.lines.append(Check(what, held, detail))
         return held
@@ -136,11 +138,11 @@ def per_second(count: int, seconds: float) -> str:
 # -- what protected functions do, and what callers saw -------------------------------
 
 
-class Fail(Exception):
+class FailureError(Exception):
     """The dependency failed: counted as a failure."""
 
 
-class Excluded(Exception):
+class ExcludedError(Exception):
     """An answer the breaker is configured to exclude: counted as a success."""
 
 
@@ -162,9 +164,9 @@ def act(outcome: Outcome) -> str:
     if outcome is Outcome.OK:
         return "ok"
     if outcome is Outcome.FAIL:
-        raise Fail
+        raise FailureError
     if outcome is Outcome.EXCLUDED:
-        raise Excluded
+        raise ExcludedError
     raise Abort
 
 
@@ -206,9 +208,9 @@ class Tally:
             self.ok += 1
         elif isinstance(error, CircuitOpenError):
             self.rejected += 1
-        elif isinstance(error, Fail):
+        elif isinstance(error, FailureError):
             self.fail += 1
-        elif isinstance(error, Excluded):
+        elif isinstance(error, ExcludedError):
             self.excluded += 1
         elif isinstance(error, Abort):
             self.aborted += 1
@@ -219,7 +221,7 @@ class Tally:
         """Make one call and count how it ended."""
         try:
             func(outcome)
-        except BaseException as error:  # noqa: BLE001 - counted, checked later
+        except BaseException as error:
             self.record(error)
         else:
             self.ok += 1
@@ -230,7 +232,7 @@ class Tally:
         """Await one call and count how it ended."""
         try:
             await func(outcome)
-        except BaseException as error:  # noqa: BLE001 - counted, checked later
+        except BaseException as error:
             self.record(error)
         else:
             self.ok += 1
@@ -256,7 +258,9 @@ def check_counts(log: Log, breaker: CircuitBreaker[..., Any], seen: Tally) -> No
         seen.ok + seen.excluded,
     )
     log.equal("total_failures == failures seen", metrics["total_failures"], seen.fail)
-    log.equal("total_rejected == rejections seen", metrics["total_rejected"], seen.rejected)
+    log.equal(
+        "total_rejected == rejections seen", metrics["total_rejected"], seen.rejected
+    )
     log.equal(
         "total_calls + total_rejected + aborted == calls made",
         calls + metrics["total_rejected"] + seen.aborted,
@@ -280,7 +284,7 @@ def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
     def guarded(index: int) -> None:
         try:
             target(index)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
@@ -324,7 +328,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch)
 
-    def __enter__(self) -> Watcher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

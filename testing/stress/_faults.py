@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import threading
@@ -23,7 +24,7 @@ from aiobreakers.testing import BreakerSpy, FakeClock
 from ._core import (
     THREADS,
     Abort,
-    Excluded,
+    ExcludedError,
     Log,
     Mode,
     Outcome,
@@ -81,7 +82,7 @@ class CountingHandler(logging.Handler):
         super().__init__()
         self.records = Counter()
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: ARG002 - counted only
         self.records.add()
 
 
@@ -105,7 +106,7 @@ def config(**changes: Any) -> BreakerConfig:
         "success_threshold": 2,
         "recovery_timeout": 0.01,
         "half_open_max_calls": 2,
-        "excluded_exceptions": (Excluded,),
+        "excluded_exceptions": (ExcludedError,),
     }
     return BreakerConfig(**(base | changes))
 
@@ -253,7 +254,7 @@ async def blocking_async_hook(log: Log, calls: int) -> None:
     check_counts(log, breaker, seen)
 
 
-# -- async hooks with no running loop ---------------------------------------------------
+# -- async hooks with no running loop ------------------------------------------------
 
 
 def async_hooks_without_loop(log: Log, trips: int) -> None:
@@ -306,7 +307,7 @@ def async_hooks_without_loop(log: Log, trips: int) -> None:
     )
 
 
-# -- BaseExceptions from the protected function ---------------------------------------
+# -- BaseExceptions from the protected function ------------------------------------
 
 BASE_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = (
     KeyboardInterrupt,
@@ -381,7 +382,9 @@ def base_exceptions(log: Log, repeats: int) -> None:
     )
 
 
-def one_base_exception(kind: type[BaseException], way: str, *, half_open: bool) -> str:
+def one_base_exception(  # noqa: PLR0911 - one return per broken promise
+    kind: type[BaseException], way: str, *, half_open: bool
+) -> str:
     clock = FakeClock()
     breaker = CircuitBreaker(
         "base", config(success_threshold=1, half_open_max_calls=1), clock=clock
@@ -401,7 +404,7 @@ def one_base_exception(kind: type[BaseException], way: str, *, half_open: bool) 
 
     try:
         RetryPolicy("base", sleeper=clock, clock=clock).call_sync(attempt)
-    except BaseException as raised:  # noqa: BLE001 - compared below
+    except BaseException as raised:
         if raised is not error:
             return f"raised {raised!r}"
     else:
@@ -445,7 +448,7 @@ def interrupted_hooks(log: Log) -> None:
                 continue
             with contextlib.suppress(KeyboardInterrupt):
                 Tally().call(call, outcome)
-        slots = probe_slots(breaker, lambda clock=clock: clock.advance(1.0))
+        slots = probe_slots(breaker, functools.partial(clock.advance, 1.0))
         if slots != 1:
             wrong.append(f"{hook}: {slots} probe slots of 1 left")
     log.expect(
@@ -455,7 +458,7 @@ def interrupted_hooks(log: Log) -> None:
     )
 
 
-# -- threads and an event loop on one breaker ------------------------------------------
+# -- threads and an event loop on one breaker ---------------------------------------
 
 
 def threads_and_loop(log: Log, calls: int) -> None:

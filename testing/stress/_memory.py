@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiobreakers import BreakerConfig, CircuitBreaker, CircuitOpenError, Event
 from aiobreakers.testing import FakeClock
 
-from ._core import Fail, Log, Mode, num, storm
+from ._core import FailureError, Log, Mode, num, storm
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,7 +107,7 @@ def cycling() -> Callable[[int], None]:
     @breaker
     def protected(fail: bool) -> None:
         if fail:
-            raise Fail
+            raise FailureError
 
     # 20 calls a cycle: 5 ok, 3 failures (open), 4 rejected, then (after the
     # timeout) 2 probes close it, 6 ok.
@@ -117,10 +118,8 @@ def cycling() -> Callable[[int], None]:
             if step is None:
                 clock.advance(1.0)
                 continue
-            try:
+            with contextlib.suppress(FailureError, CircuitOpenError):
                 protected(step)
-            except (Fail, CircuitOpenError):
-                pass
 
     return run
 

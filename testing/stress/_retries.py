@@ -28,12 +28,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 MAX_RETRIES: Final = 4
-CONFIG: Final = {"max_retries": MAX_RETRIES, "base_delay": 0.1, "max_delay": 2.0}
+BASE_DELAY: Final = 0.1
+MAX_DELAY: Final = 2.0
 
 caller_id: ContextVar[int] = ContextVar("caller_id")
 
 
-class AttemptFailed(Exception):
+class AttemptError(Exception):
     """Attempt number *attempt* of caller *caller* failed (retryable)."""
 
     def __init__(self, caller: int, attempt: int) -> None:
@@ -42,7 +43,7 @@ class AttemptFailed(Exception):
         self.attempt = attempt
 
 
-class Fatal(AttemptFailed):
+class FatalError(AttemptError):
     """A failure the policies must not retry."""
 
 
@@ -51,7 +52,7 @@ class Script:
     """What the dependency does to one caller's attempts."""
 
     fails: int  # attempts that fail before one succeeds
-    fatal_at: int | None  # the attempt that raises Fatal
+    fatal_at: int | None  # the attempt that raises FatalError
     cancel_sleep_at: int | None  # the caller is cancelled in this sleep
     cancel_attempt_at: int | None  # ... or inside this attempt
     through_open_breaker: bool  # the call goes through an open breaker
@@ -128,9 +129,9 @@ class Ledger:
         number = self.attempts[caller]
         script = self.scripts[caller]
         if script.fatal_at == number:
-            raise Fatal(caller, number)
+            raise FatalError(caller, number)
         if number <= script.fails:
-            raise AttemptFailed(caller, number)
+            raise AttemptError(caller, number)
 
     async def attempt_async(self) -> str:
         caller = caller_id.get()
@@ -157,9 +158,9 @@ class Ledger:
 def ended(error: BaseException | None) -> str:
     if error is None:
         return "ok"
-    if isinstance(error, Fatal):
+    if isinstance(error, FatalError):
         return "fatal"
-    if isinstance(error, AttemptFailed):
+    if isinstance(error, AttemptError):
         return "exhausted"
     if isinstance(error, CircuitOpenError):
         return "rejected"
@@ -183,22 +184,32 @@ def rig(count: int, seed: int, *, cancel: bool) -> Rig:
     policies = [
         RetryPolicy(
             strategy.value,
-            RetryConfig(strategy=strategy, non_retryable_exceptions=(Fatal,), **CONFIG),
+            RetryConfig(
+                max_retries=MAX_RETRIES,
+                base_delay=BASE_DELAY,
+                max_delay=MAX_DELAY,
+                strategy=strategy,
+                non_retryable_exceptions=(FatalError,),
+            ),
             clock=clock,
             sleeper=ledger,
             random=SystemRandom(seed + index),
             sink=spy,
         )
-        for index, (strategy, spy) in enumerate(zip(BackoffStrategy, spies, strict=True))
+        for index, (strategy, spy) in enumerate(
+            zip(BackoffStrategy, spies, strict=True)
+        )
     ]
     breaker = CircuitBreaker("down", BreakerConfig(recovery_timeout=1e9), clock=clock)
     breaker.trip()
     return Rig(ledger, policies, spies, breaker)
 
 
-def bounds(strategy: BackoffStrategy, retry: int, previous: float) -> tuple[float, float]:
+def bounds(
+    strategy: BackoffStrategy, retry: int, previous: float
+) -> tuple[float, float]:
     """The range the delay before retry *retry* must fall in."""
-    base, high = CONFIG["base_delay"], CONFIG["max_delay"]
+    base, high = BASE_DELAY, MAX_DELAY
     cap = min(high, base * 2.0 ** (retry - 1))
     if strategy is BackoffStrategy.EXPONENTIAL:
         return cap, cap
@@ -217,11 +228,12 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
     strategy_of: dict[int, BackoffStrategy] = {}
     for strategy, spy in zip(BackoffStrategy, rig.spies, strict=True):
         for event in spy.retries(strategy.value):
-            caller = event.error.caller if isinstance(event.error, AttemptFailed) else -1
+            caller = event.error.caller if isinstance(event.error, AttemptError) else -1
             scheduled[caller].append(event)
             strategy_of[caller] = strategy
-        for event in spy.exhausted(strategy.value):
-            exhausted[event.error.caller] = event  # type: ignore[attr-defined]
+        for gave_up in spy.exhausted(strategy.value):
+            if isinstance(gave_up.error, AttemptError):
+                exhausted[gave_up.error.caller] = gave_up
     wrong: defaultdict[str, list[int]] = defaultdict(list)
     outcomes: defaultdict[str, int] = defaultdict(int)
     for caller, script in enumerate(ledger.scripts):
@@ -236,12 +248,14 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
             wrong["retries numbered 1, 2, ... after attempts 1, 2, ..."].append(caller)
         cancelled_in_sleep = outcome == "cancelled in sleep"
         if attempts != len(events) + (0 if cancelled_in_sleep or not attempts else 1):
-            wrong["attempts == retries scheduled + 1 (+ 0 if cancelled mid-sleep)"].append(
-                caller
-            )
-        if ledger.sleeps[caller] != [event.delay for event in events if event.delay > 0]:
+            wrong[
+                "attempts == retries scheduled + 1 (+ 0 if cancelled mid-sleep)"
+            ].append(caller)
+        if ledger.sleeps[caller] != [
+            event.delay for event in events if event.delay > 0
+        ]:
             wrong["each non-zero delay slept once, in order"].append(caller)
-        previous = CONFIG["base_delay"]
+        previous = BASE_DELAY
         for event in events:
             low, high = bounds(strategy_of[caller], event.attempt, previous)
             if not low - 1e-12 <= event.delay <= high + 1e-12:
@@ -251,7 +265,9 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
             if (outcome, attempts) != script.expected():
                 wrong["outcome and attempts as scripted"].append(caller)
             if (outcome == "exhausted") != (caller in exhausted):
-                wrong["RetryExhausted exactly for callers out of retries"].append(caller)
+                wrong["RetryExhausted exactly for callers out of retries"].append(
+                    caller
+                )
         if caller in exhausted:
             event = exhausted[caller]
             if event.attempts != MAX_RETRIES + 1:
@@ -260,7 +276,7 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
                 event.elapsed, sum(ledger.sleeps[caller]), rel_tol=1e-9, abs_tol=1e-9
             ):
                 wrong["RetryExhausted.elapsed == the delays slept"].append(caller)
-        if exact_time and outcome in {"ok", "exhausted", "fatal"}:
+        if exact_time and outcome in {"ok", "exhausted", "fatal"}:  # noqa: SIM102
             if not math.isclose(
                 ledger.elapsed[caller],
                 sum(ledger.sleeps[caller]),
@@ -284,7 +300,10 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
         "RetryExhausted exactly for callers out of retries",
         "RetryExhausted.attempts == max_retries + 1",
         *(
-            ("RetryExhausted.elapsed == the delays slept", "virtual time per call == its delays")
+            (
+                "RetryExhausted.elapsed == the delays slept",
+                "virtual time per call == its delays",
+            )
             if exact_time
             else ()
         ),
@@ -295,7 +314,9 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
             not callers,
             f"wrong for {len(callers)} callers, first {callers[:5]}" if callers else "",
         )
-    log.equal("no unexpected outcome", [o for o in outcomes if o.startswith("unexpected")], [])
+    log.equal(
+        "no unexpected outcome", [o for o in outcomes if o.startswith("unexpected")], []
+    )
     log.equal("CircuitOpenError never retried", scheduled.get(-1, []), [])
     metrics = [policy.get_metrics() for policy in rig.policies]
     log.equal(
@@ -321,7 +342,9 @@ def account(log: Log, rig: Rig, *, exact_time: bool) -> None:  # noqa: C901, PLR
     log.equal(
         "cancelled calls counted in neither: total_calls == finished callers",
         sum(m["total_calls"] for m in metrics),
-        len(ledger.scripts) - outcomes["cancelled in sleep"] - outcomes["cancelled in attempt"],
+        len(ledger.scripts)
+        - outcomes["cancelled in sleep"]
+        - outcomes["cancelled in attempt"],
     )
     slept = sorted(ledger.clock.sleeps)
     asked = sorted(d for sleeps in ledger.sleeps.values() for d in sleeps)
@@ -352,7 +375,7 @@ async def run_tasks(rig: Rig) -> None:
             await call()
         except asyncio.CancelledError:
             return  # the ledger recorded where
-        except BaseException as error:  # noqa: BLE001 - classified
+        except BaseException as error:
             ledger.outcomes[caller] = ended(error)
         else:
             ledger.outcomes[caller] = "ok"
@@ -371,7 +394,7 @@ def run_sync(rig: Rig) -> None:
             call = protected_for(rig, caller, ledger.attempt_sync)
             try:
                 call()
-            except BaseException as error:  # noqa: BLE001 - classified
+            except BaseException as error:
                 ledger.outcomes[caller] = ended(error)
             else:
                 ledger.outcomes[caller] = "ok"

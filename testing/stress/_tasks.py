@@ -17,7 +17,7 @@ RECOVERY: Final = 1.0
 MAX_PROBES: Final = 8
 
 
-class DependencyDown(Exception):
+class DependencyDownError(Exception):
     """The protected dependency is still failing."""
 
 
@@ -49,8 +49,7 @@ class Dependency:
             for _ in range(self.rng.randint(0, 3)):
                 await asyncio.sleep(0)  # a point where cancellation may land
             if self.down:
-                raise DependencyDown
-            return "ok"
+                raise DependencyDownError
         except asyncio.CancelledError:
             self.probes_cancelled += probe
             raise
@@ -59,6 +58,7 @@ class Dependency:
                 self.probes -= 1
                 if task is not None:
                     self.probing.discard(task)
+        return "ok"
 
 
 @dataclass
@@ -82,13 +82,13 @@ class Crowd:
                 await call()
             except CircuitOpenError:
                 seen.rejected += 1
-            except DependencyDown:
+            except DependencyDownError:
                 seen.fail += 1
             except asyncio.CancelledError:
                 # Cancelled inside the protected call: counted as neither.
                 seen.aborted += 1
                 raise
-            except BaseException as error:  # noqa: BLE001 - recorded and checked
+            except BaseException as error:
                 seen.unexpected.append(type(error).__name__)
             else:
                 seen.ok += 1

@@ -15,7 +15,7 @@ from aiobreakers.testing import FakeClock
 
 from ._core import (
     THREADS,
-    Excluded,
+    ExcludedError,
     Log,
     Mode,
     Outcome,
@@ -91,7 +91,9 @@ VARIANTS: Final = (
     Variant("system clock, nobody listening: lock-free successes/rejections", "system"),
     Variant("fake clock as the process default: every call timed", "fake-default"),
     Variant("fake clock injected: every outcome recorded under the lock", "fake"),
-    Variant("system clock and a sink: the events match the counters", "system", True),
+    Variant(
+        "system clock and a sink: the events match the counters", "system", sink=True
+    ),
 )
 
 
@@ -115,7 +117,7 @@ def prepare(variant: Variant) -> Iterator[Setup]:
         success_threshold=2,
         recovery_timeout=recovery,
         half_open_max_calls=2,
-        excluded_exceptions=(Excluded,),
+        excluded_exceptions=(ExcludedError,),
     )
     sink = CountingSink() if variant.sink else None
     injected = fake if variant.clock == "fake" else None
@@ -188,7 +190,8 @@ def run_variant(log: Log, variant: Variant, total: int, seed: int) -> None:
             elapsed = time.perf_counter() - start
         metrics = breaker.get_metrics()
         log.figure(
-            f"{THREADS} threads, switch interval 1 us: {per_second(seen.made, elapsed)};"
+            f"{THREADS} threads, switch interval 1 us:"
+            f" {per_second(seen.made, elapsed)};"
             f" {num(metrics['total_trips'])} trips, {num(metrics['total_rejected'])}"
             f" rejected, {num(seen.aborted)} aborted by a BaseException"
         )

@@ -14,6 +14,6 @@ from pathlib import Path
 if __name__ == "__main__":
     # Run as a script: make the ``stress`` package beside this file importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from stress._main import main  # noqa: PLC0415 - after the path is set
+    from stress._main import main
 
     sys.exit(main(sys.argv[1:]))
