@@ -225,7 +225,9 @@ def blocking_hook(log: Log, hook: str, calls: int) -> None:
 async def blocking_async_hook(log: Log, calls: int) -> None:
     """An async hook that never finishes does not stall the event loop."""
     log.section("an async on_open hook that waits forever, on the running loop")
-    breaker = CircuitBreaker("blocking-async", config(failure_threshold=1))
+    breaker = CircuitBreaker(
+        "blocking-async", config(failure_threshold=1, recovery_timeout=60.0)
+    )
     release = asyncio.Event()
     started = Counter()
 
@@ -504,7 +506,7 @@ def threads_and_loop(log: Log, calls: int) -> None:
 
 @storm("faults", "raising/blocking hooks and sinks, BaseExceptions, threads + a loop")
 def faults(mode: Mode, log: Log) -> None:
-    raising_listeners(log, mode.pick(40_000, 400_000))
+    raising_listeners(log, mode.pick(40_000, 200_000))
     for hook in ("on_failure", "on_open"):
         blocking_hook(log, hook, mode.pick(20_000, 200_000))
     asyncio.run(blocking_async_hook(log, mode.pick(1_000, 10_000)))

@@ -11,8 +11,11 @@ import traceback
 from . import _faults, _memory, _retries, _tasks, _threads, _wallclock
 from ._core import STORMS, Check, Log, Mode
 
-# Importing a storm module registers its storms, in this order.
+# Importing a storm module registers its storms; they run in this order.
 MODULES = (_threads, _tasks, _retries, _faults, _memory, _wallclock)
+ORDER = ("threads", "tasks", "retries", "faults", "memory", "wallclock")
+if set(ORDER) != set(STORMS):
+    raise RuntimeError(f"ORDER {ORDER} does not list the storms {sorted(STORMS)}")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -51,7 +54,7 @@ def main(argv: list[str]) -> int:
     """Run the storms; return the exit status (1 if any invariant failed)."""
     args = parse(argv)
     mode = Mode(full=args.full)
-    names = args.only or list(STORMS)
+    names = args.only or list(ORDER)
     print(
         f"aiobreakers stress, {'full' if mode.full else 'short'} mode:"
         f" Python {platform.python_version()} ({sys.implementation.name}),"

@@ -122,13 +122,16 @@ def wallclock(mode: Mode, log: Log) -> None:  # noqa: PLR0915 - one storm, many 
     )
     log.at_least("the wall clock really jumped (days)", furthest / 86400, 0.99)
     log.at_least("the circuit opened and recovered", len(spells), 3)
-    # A jump taken for elapsed time would end a spell at once (forward) or
-    # stall it for a day (backward). Scheduling on a busy machine blurs each
-    # spell's timestamps by some milliseconds, so the median must match.
-    log.at_least(
-        "no open spell ended at once (shortest, s)",
-        min(spells, default=0),
-        RECOVERY / 10,
+    # A jump taken for elapsed time would end spells at once (forward) or
+    # stall them for a day (backward). Scheduling on a busy machine blurs a
+    # spell's timestamps (a thread may wait for the GIL between reading the
+    # clock and its lock, or before its sink sees the event), so judge the
+    # bulk of them: most at least half the timeout, the median about it.
+    short = sum(spell < RECOVERY / 2 for spell in spells)
+    log.at_most(
+        "open spells shorter than half the timeout (at most 10%)",
+        short,
+        len(spells) / 10,
     )
     middle = statistics.median(spells) if spells else 0.0
     log.expect(
