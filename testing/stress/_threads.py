@@ -90,7 +90,7 @@ class Variant:
 VARIANTS: Final = (
     Variant("system clock, nobody listening: lock-free successes/rejections", "system"),
     Variant("fake clock as the process default: every call timed", "fake-default"),
-    Variant("fake clock injected: every outcome recorded under the lock", "fake"),
+    Variant("fake clock injected: every call timed, failures under the lock", "fake"),
     Variant(
         "system clock and a sink: the events match the counters", "system", sink=True
     ),
