@@ -102,9 +102,9 @@ class Crowd:
             task.add_done_callback(self.tasks.discard)
 
     def cancel_some(self, count: int, probing: set[asyncio.Task[Any]]) -> None:
-        """Cancel *count* tasks at whatever point they are (and maybe a probe)."""
+        """Cancel *count* tasks at whatever point they are, and a probe if any."""
         victims = self.rng.sample(sorted(self.tasks, key=id), count)
-        if probing and self.rng.random() < 0.5:
+        if probing:
             victims.append(self.rng.choice(sorted(probing, key=id)))
         for task in victims:
             task.cancel()
@@ -137,6 +137,7 @@ async def storm_async(log: Log, tasks: int, steps: int) -> None:
     for _ in range(steps):
         await settle(rng)
         clock.advance(rng.choice((0.0, 0.5, RECOVERY)))
+        await asyncio.sleep(0)  # callers run: a half-open circuit admits probes
         crowd.cancel_some(rng.randint(0, tasks // 100), dependency.probing)
     failing_probes = dependency.probe_runs
     # The dependency recovers: the circuit must close, cancellations go on.
