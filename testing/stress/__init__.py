@@ -1,0 +1,1 @@
+"""Stress runs: storms against aiobreakers with invariants checked at the end."""
