@@ -28,7 +28,13 @@ from ._events import (
 from ._inspect import check_decoratable, is_async_callable
 from ._ports import Clock, EventSink, check_port
 from ._trip import ConsecutiveFailures, RateWindow, TripPolicy, WindowState
-from ._validation import check_exceptions, check_int, check_name, check_seconds
+from ._validation import (
+    check_exceptions,
+    check_int,
+    check_name,
+    check_seconds,
+    is_finite,
+)
 
 
 @final
@@ -178,7 +184,7 @@ class BreakerConfig:
             raise TypeError(
                 f"{owner}.recovery_multiplier must be a number, got {multiplier!r}"
             )
-        if not (math.isfinite(multiplier) and multiplier >= 1):
+        if not (is_finite(multiplier) and multiplier >= 1):
             raise ValueError(
                 f"{owner}.recovery_multiplier must be a finite number >= 1,"
                 f" got {multiplier!r}"
@@ -645,7 +651,17 @@ class CircuitBreaker(Generic[P, R]):
         state = self.state
         now = self._now()
         with self._guard():
-            calls = self._successes + self._failures
+            # Read every counter in one go, with no call in between: healthy
+            # calls count without the lock (see _GIL), but cannot interleave
+            # here.
+            successes, failures, rejected, trips, timed, duration = (
+                self._successes,
+                self._failures,
+                self._rejected,
+                self._trips,
+                self._timed,
+                self._duration,
+            )
             spell = self._spell
             until_recovery = 0.0
             if spell.state is _OPEN:
@@ -653,24 +669,23 @@ class CircuitBreaker(Generic[P, R]):
             window: tuple[int | None, float | None, float | None] = (None, None, None)
             if self._window is not None:
                 window = self._window.rates(now)
-            return {
-                "name": self._name,
-                "state": state.value if spell.state is state else spell.state.value,
-                "total_calls": calls,
-                "total_successes": self._successes,
-                "total_failures": self._failures,
-                "total_rejected": self._rejected,
-                "total_trips": self._trips,
-                "success_rate": self._successes / calls if calls else 0.0,
-                "failure_rate": self._failures / calls if calls else 0.0,
-                "avg_call_duration_ms": (
-                    self._duration / self._timed * 1000.0 if self._timed else 0.0
-                ),
-                "time_until_recovery": until_recovery,
-                "window_calls": window[0],
-                "window_failure_rate": window[1],
-                "window_slow_call_rate": window[2],
-            }
+        calls = successes + failures
+        return {
+            "name": self._name,
+            "state": state.value if spell.state is state else spell.state.value,
+            "total_calls": calls,
+            "total_successes": successes,
+            "total_failures": failures,
+            "total_rejected": rejected,
+            "total_trips": trips,
+            "success_rate": successes / calls if calls else 0.0,
+            "failure_rate": failures / calls if calls else 0.0,
+            "avg_call_duration_ms": duration / timed * 1000.0 if timed else 0.0,
+            "time_until_recovery": until_recovery,
+            "window_calls": window[0],
+            "window_failure_rate": window[1],
+            "window_slow_call_rate": window[2],
+        }
 
     # -- protecting calls ---------------------------------------------------
 
@@ -782,9 +797,13 @@ class CircuitBreaker(Generic[P, R]):
             admitted = self._admit(now, serve_fallback=False)
             assert admitted is not None  # noqa: S101 - without a fallback it raises
             spell = admitted
-        block = _Block(self, spell, now, _blocks.get())
-        with _OPEN_BLOCKS_LOCK:
-            _open_blocks.setdefault(id(self), []).append(block)
+        try:
+            block = _Block(self, spell, now, _blocks.get())
+            with _OPEN_BLOCKS_LOCK:
+                _open_blocks.setdefault(id(self), []).append(block)
+        except BaseException:
+            self._abandon(spell)
+            raise
         _blocks.set(block)
         return self
 
@@ -874,12 +893,12 @@ class CircuitBreaker(Generic[P, R]):
                 if admitted is None:
                     return breaker._serve(args, kwargs)
                 spell = admitted
-            # The mask is 0 (time every call) while a process-wide sink listens.
-            if breaker._successes & current.mask and breaker._extras is None:
-                start = None
-            else:
-                start = breaker._now()
+            start = None
             try:
+                # The mask is 0 (time every call) while a process-wide sink
+                # listens. Inside the try: an interruption here frees a slot.
+                if not (breaker._successes & current.mask and breaker._extras is None):
+                    start = breaker._now()
                 result = func(*args, **kwargs)
             except Exception as error:
                 breaker._finish(spell, start, error)
@@ -925,12 +944,12 @@ class CircuitBreaker(Generic[P, R]):
                         served = await served
                     return served
                 spell = admitted
-            # The mask is 0 (time every call) while a process-wide sink listens.
-            if breaker._successes & current.mask and breaker._extras is None:
-                start = None
-            else:
-                start = breaker._now()
+            start = None
             try:
+                # The mask is 0 (time every call) while a process-wide sink
+                # listens. Inside the try: an interruption here frees a slot.
+                if not (breaker._successes & current.mask and breaker._extras is None):
+                    start = breaker._now()
                 result = await func(*args, **kwargs)
             except Exception as error:
                 breaker._finish(spell, start, error)
@@ -1009,7 +1028,14 @@ class CircuitBreaker(Generic[P, R]):
             elif spell.state is _HALF_OPEN:
                 self._probes += 1
         if change is not None:
-            self._announce(change)
+            try:
+                self._announce(change)
+            except BaseException:
+                # A hook interrupted (Ctrl-C, cancellation): the call will not
+                # run, so its probe slot must not stay taken.
+                if admitted:
+                    self._abandon(spell)
+                raise
         if admitted:
             return spell
         retry_after = self._retry_after(spell, now) if spell.state is _OPEN else 0.0

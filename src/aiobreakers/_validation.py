@@ -23,6 +23,14 @@ def check_int(owner: str, field: str, value: object, minimum: int) -> None:
         raise ValueError(f"{owner}.{field} must be >= {minimum}, got {value!r}")
 
 
+def is_finite(value: float) -> bool:
+    """Whether *value* is a finite number (an int too big for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_seconds(owner: str, field: str, value: object) -> None:
     """Require a finite, non-negative number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -30,7 +38,7 @@ def check_seconds(owner: str, field: str, value: object) -> None:
             f"{owner}.{field} must be a number of seconds, "
             f"got {type(value).__name__} {value!r}"
         )
-    if not math.isfinite(value) or value < 0:
+    if not is_finite(value) or value < 0:
         raise ValueError(f"{owner}.{field} must be a finite number >= 0, got {value!r}")
 
 

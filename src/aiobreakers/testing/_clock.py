@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import threading
+
+from aiobreakers._validation import is_finite
 
 __all__ = ["FakeClock"]
 
@@ -141,5 +142,5 @@ def _busy(loop: asyncio.AbstractEventLoop, rounds: int) -> bool:
 def _check_seconds(name: str, value: float, *, allow_negative: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or (value < 0 and not allow_negative):
+    if not is_finite(value) or (value < 0 and not allow_negative):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
+
+from aiobreakers._validation import is_finite
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -82,7 +83,7 @@ class FakeRandom:
 def _check_fraction(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"a FakeRandom fraction must be a number, got {value!r}")
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+    if not (is_finite(value) and 0.0 <= value <= 1.0):
         raise ValueError(
             f"a FakeRandom fraction must be between 0 and 1, got {value!r}"
         )
