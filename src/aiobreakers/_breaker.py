@@ -615,8 +615,10 @@ class CircuitBreaker(Generic[P, R]):
         recovery timeout has passed counts as half-open here, as it would for
         a call, so whether the state was read first makes no difference.
         """
-        now = self._now()
         with self._guard():
+            # Read under the lock: a time read before it may be stale by the
+            # time the new spell starts (see _admit).
+            now = self._now()
             expired = self._maybe_half_open(now)
             change = self._enter(_OPEN, now, "trip")
         for each in (expired, change):
@@ -794,7 +796,7 @@ class CircuitBreaker(Generic[P, R]):
         now = self._now()
         spell = self._spell
         if spell.state is not _CLOSED:
-            admitted = self._admit(now, serve_fallback=False)
+            admitted = self._admit(serve_fallback=False)
             assert admitted is not None  # noqa: S101 - without a fallback it raises
             spell = admitted
         try:
@@ -889,7 +891,7 @@ class CircuitBreaker(Generic[P, R]):
                     if breaker._fallback is None:
                         raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
                     return breaker._fallback(*args, **kwargs)
-                admitted = breaker._admit(now, serve_fallback=True)
+                admitted = breaker._admit(serve_fallback=True)
                 if admitted is None:
                     return breaker._serve(args, kwargs)
                 spell = admitted
@@ -937,7 +939,7 @@ class CircuitBreaker(Generic[P, R]):
                         raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
                     admitted = None
                 else:
-                    admitted = breaker._admit(now, serve_fallback=True)
+                    admitted = breaker._admit(serve_fallback=True)
                 if admitted is None:
                     served = breaker._serve(args, kwargs)
                     if inspect.isawaitable(served):
@@ -1006,7 +1008,7 @@ class CircuitBreaker(Generic[P, R]):
                     lock = self._lock = threading.Lock()
         return lock
 
-    def _admit(self, now: float, *, serve_fallback: bool) -> _Spell | None:
+    def _admit(self, *, serve_fallback: bool) -> _Spell | None:
         """
         Admit, under the lock, a call while the circuit is not closed.
 
@@ -1017,6 +1019,9 @@ class CircuitBreaker(Generic[P, R]):
             CircuitOpenError: The call is rejected and no fallback serves it.
         """
         with self._guard():
+            # Decide on the time read under the lock: a thread held up after
+            # reading the clock must not start a spell that is already old.
+            now = self._now()
             change = self._maybe_half_open(now)
             spell = self._spell
             admitted = spell.state is _CLOSED or (
@@ -1114,7 +1119,7 @@ class CircuitBreaker(Generic[P, R]):
                 self._successes += 1
             if spell.state is _HALF_OPEN:
                 self._probes -= 1
-            change = self._judge(spell, end, duration, failed=failed)
+            change = self._judge(spell, self._now(), duration, failed=failed)
         # The call's outcome first, then the change of state it caused.
         if self._hooks is not None or listening(self._sink):
             self._report_call(duration, error, failed=failed)
