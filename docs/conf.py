@@ -4,16 +4,14 @@ Sphinx configuration for the aiobreakers documentation.
 Build with ``sphinx-build -W -n -b html docs docs/_build/html`` (what
 ``.ci/run`` does): every warning and every unresolved reference is an error.
 
-Links to the Python documentation: there is no intersphinx here, on purpose.
-Intersphinx needs Python's ``objects.inv``, which it downloads at build time;
-this project's machines and CI reach package registries only, and no
-inventory ships with the interpreter or with a pip package we could depend on.
-So standard-library names render as plain (unqualified) text:
-``python_use_unqualified_type_names`` shortens them, and ``nitpick_ignore``
-lists the ones autodoc's type hints name, so that ``-n`` still catches every
-broken reference to *our* API. Should a local inventory become available
-(Debian's ``python3-doc`` installs one under ``/usr/share/doc``), set
-``AIOBREAKERS_PYTHON_INVENTORY`` to its path to link them instead.
+Links to the Python documentation go through intersphinx with a *local*
+inventory: intersphinx would download Python's ``objects.inv`` at build time,
+and this project's machines and CI reach package registries only. Debian's
+``python3.11-doc`` package ships the inventory, and ``.ci/run`` installs it;
+``AIOBREAKERS_PYTHON_INVENTORY`` may point at another. Without one, standard
+library names render as plain text: ``python_use_unqualified_type_names``
+shortens them, and ``nitpick_ignore`` lists the ones autodoc's type hints
+name, so that ``-n`` still catches every broken reference to *our* API.
 """
 
 from __future__ import annotations
@@ -137,7 +135,11 @@ nitpick_ignore = [
     for role in ("py:class", "py:exc", "py:func", "py:data", "py:obj", "py:mod")
 ]
 
-_inventory = os.environ.get("AIOBREAKERS_PYTHON_INVENTORY")
+# Debian's python3.11-doc package (which .ci/run installs) ships one.
+_DEBIAN_INVENTORY = "/usr/share/doc/python3.11/html/objects.inv"
+_inventory = os.environ.get("AIOBREAKERS_PYTHON_INVENTORY") or (
+    _DEBIAN_INVENTORY if os.path.exists(_DEBIAN_INVENTORY) else None  # noqa: PTH110
+)
 if _inventory:
     extensions.append("sphinx.ext.intersphinx")
     intersphinx_mapping = {"python": ("https://docs.python.org/3", _inventory)}
