@@ -550,6 +550,7 @@ def test_call_hooks_and_events(clock: FakeClock) -> None:
             old=CircuitState.CLOSED,
             new=CircuitState.OPEN,
             reason="failure_threshold",
+            at=0.0,
         ),
         CallRejected(
             name="api", state=CircuitState.OPEN, retry_after=4.0, fallback=False

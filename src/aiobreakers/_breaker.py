@@ -357,8 +357,10 @@ _blocks: Final[ContextVar[_Block | None]] = ContextVar(
     "aiobreakers_blocks", default=None
 )
 
-# (old state, new state, reason, the window's rates when they caused it)
-_Change = tuple[CircuitState, CircuitState, str, "tuple[int, float, float] | None"]
+# (old state, new state, reason, when, the window's rates when they caused it)
+_Change = tuple[
+    CircuitState, CircuitState, str, float, "tuple[int, float, float] | None"
+]
 
 # On builds with a GIL, a healthy call's success is recorded without the lock:
 # the interpreter switches threads only at calls and backward jumps, never
@@ -1100,7 +1102,7 @@ class CircuitBreaker(Generic[P, R]):
         self._consecutive_failures = 0
         if self._window is not None:
             self._window.clear()
-        return (old, new, reason, rates)
+        return (old, new, reason, now, rates)
 
     def _finish(
         self, spell: _Spell, start: float | None, error: Exception | None
@@ -1173,7 +1175,7 @@ class CircuitBreaker(Generic[P, R]):
 
     def _announce(self, change: _Change) -> None:
         """Outside the lock: tell sinks and hooks about a change of state."""
-        old, new, reason, rates = change
+        old, new, reason, at, rates = change
         if listening(self._sink):
             emit(
                 self._sink,
@@ -1182,6 +1184,7 @@ class CircuitBreaker(Generic[P, R]):
                     old=old,
                     new=new,
                     reason=reason,
+                    at=at,
                     window_calls=None if rates is None else rates[0],
                     failure_rate=None if rates is None else rates[1],
                     slow_call_rate=None if rates is None else rates[2],

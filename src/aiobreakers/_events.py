@@ -51,6 +51,8 @@ class StateChanged:
             and :meth:`~CircuitBreaker.reset`), and, with a
             :class:`~aiobreakers.RateWindow`, ``"failure_rate"`` or
             ``"slow_call_rate"`` (that rate reached its threshold).
+        at: When the state changed, on the breaker's clock (seconds): an open
+            spell lasts from its ``at`` to the next change's.
         window_calls: With a rate reason: the calls in the window.
         failure_rate: With a rate reason: the window's failure rate.
         slow_call_rate: With a rate reason: the window's slow-call rate.
@@ -60,6 +62,7 @@ class StateChanged:
     old: CircuitState
     new: CircuitState
     reason: str
+    at: float
     window_calls: int | None = None
     failure_rate: float | None = None
     slow_call_rate: float | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import statistics
 import threading
 import time
@@ -13,9 +14,9 @@ from aiobreakers import (
     CallRejected,
     CallSucceeded,
     CircuitBreaker,
-    Event,
     StateChanged,
 )
+from aiobreakers.testing import Spy
 
 from ._core import (
     ExcludedError,
@@ -40,28 +41,23 @@ EPOCH: Final = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 PATTERN: Final = [Outcome.OK] * 40 + [Outcome.FAIL] * 10 + [Outcome.EXCLUDED] * 2
 
 
-class TimedSink:
-    """Records events with the monotonic time they arrived."""
+def open_spells(spy: Spy) -> list[float]:
+    """
+    How long each open spell lasted until the next state change.
 
-    def __init__(self) -> None:
-        self.events: list[tuple[float, Event]] = []
-        self._lock = threading.Lock()
-
-    def emit(self, event: Event) -> None:
-        with self._lock:
-            self.events.append((time.monotonic(), event))
-
-
-def open_spells(sink: TimedSink) -> list[float]:
-    """How long each open spell lasted until the next state change."""
-    spells: list[float] = []
-    opened: float | None = None
-    for when, event in sink.events:
-        if isinstance(event, StateChanged):
-            if opened is not None:
-                spells.append(when - opened)
-            opened = when if event.new == "open" else None
-    return spells
+    Timed by the events' own ``at`` (the breaker's clock when the state
+    changed), in that order: sinks see events from many threads, not
+    necessarily in the order the changes happened.
+    """
+    changes = sorted(
+        (event for event in spy.events if isinstance(event, StateChanged)),
+        key=lambda event: event.at,
+    )
+    return [
+        later.at - change.at
+        for change, later in itertools.pairwise(changes)
+        if change.new == "open"
+    ]
 
 
 @storm("wallclock", "time-machine jumps of +-1 day during a run change nothing")
@@ -76,7 +72,7 @@ def wallclock(mode: Mode, log: Log) -> None:  # noqa: PLR0915 - one storm, many 
         half_open_max_calls=2,
         excluded_exceptions=(ExcludedError,),
     )
-    sink = TimedSink()
+    sink = Spy()
     watched = CircuitBreaker("wall-sink", config, sink=sink)
     quiet = CircuitBreaker("wall-quiet", config)
     jumps = 0
@@ -113,8 +109,8 @@ def wallclock(mode: Mode, log: Log) -> None:  # noqa: PLR0915 - one storm, many 
             stop.set()
             jumper.join()
     spells = open_spells(sink)
-    rejections = [e for _, e in sink.events if isinstance(e, CallRejected)]
-    durations = [e.duration for _, e in sink.events if isinstance(e, CallSucceeded)]
+    rejections = [e for e in sink.events if isinstance(e, CallRejected)]
+    durations = [e.duration for e in sink.events if isinstance(e, CallSucceeded)]
     log.figure(
         f"{seconds:.0f} s, {num(jumps)} jumps of a day (wall clock up to"
         f" {furthest / 86400:.1f} days off); {num(len(spells))} open spells,"
@@ -123,15 +119,13 @@ def wallclock(mode: Mode, log: Log) -> None:  # noqa: PLR0915 - one storm, many 
     log.at_least("the wall clock really jumped (days)", furthest / 86400, 0.99)
     log.at_least("the circuit opened and recovered", len(spells), 3)
     # A jump taken for elapsed time would end spells at once (forward) or
-    # stall them for a day (backward). Scheduling on a busy machine blurs a
-    # spell's timestamps (a thread may wait for the GIL between reading the
-    # clock and its lock, or before its sink sees the event), so judge the
-    # bulk of them: most at least half the timeout, the median about it.
-    short = sum(spell < RECOVERY / 2 for spell in spells)
-    log.at_most(
-        "open spells shorter than half the timeout (at most 10%)",
-        short,
-        len(spells) / 10,
+    # stall them for a day (backward). By the breaker's own clock an open
+    # spell ends only once recovery_timeout has passed.
+    shortest = min(spells) if spells else RECOVERY
+    log.expect(
+        "no open spell shorter than recovery_timeout (by the events' clock)",
+        shortest >= RECOVERY - 1e-9,  # float rounding of until - at
+        f"shortest {shortest:.4f} s (timeout {RECOVERY})",
     )
     middle = statistics.median(spells) if spells else 0.0
     log.expect(
