@@ -776,3 +776,49 @@ def test_a_process_wide_sink_sees_every_call_on_the_system_clock() -> None:
             breaker.call_sync(ok)
     assert [type(event) for event in spy.events] == [CallSucceeded] * 40
     assert all(event.duration >= 0 for event in spy.events)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("with_fallback", [False, True])
+async def test_quiet_breakers_reject_then_probe_after_the_timeout(
+    clock: FakeClock, with_fallback: bool
+) -> None:
+    """Breakers on the default clock (the lock-free path) open and recover."""
+    fallback = (lambda: "fallback") if with_fallback else None
+    breaker = CircuitBreaker(
+        "quiet",
+        BreakerConfig(failure_threshold=1, recovery_timeout=10),
+        fallback=fallback,
+    )
+    calls: list[str] = []
+
+    @breaker
+    def sync_call() -> str:
+        calls.append("sync")
+        return "ran"
+
+    @breaker
+    async def async_call() -> str:
+        calls.append("async")
+        return "ran"
+
+    breaker.trip()
+    clock.advance(9.5)
+    for call in (sync_call, async_call):
+        if with_fallback:
+            result = call()
+            assert (
+                await result if asyncio.iscoroutine(result) else result
+            ) == "fallback"
+        else:
+            with pytest.raises(CircuitOpenError) as info:
+                result = call()
+                if asyncio.iscoroutine(result):
+                    await result
+            assert info.value.retry_after == 0.5
+    assert calls == []
+    assert breaker.get_metrics()["total_rejected"] == 2
+    clock.advance(0.5)
+    assert sync_call() == "ran"  # the probe
+    assert breaker.state == "half_open"
+    assert await async_call() == "ran"
+    assert calls == ["sync", "async"]

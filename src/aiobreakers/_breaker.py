@@ -885,15 +885,18 @@ class CircuitBreaker(Generic[P, R]):
             spell = breaker._spell
             closed = spell.state is _CLOSED
             if not closed:
-                quiet = breaker._extras is None
-                now = current.monotonic() if quiet else breaker._now()
-                if spell.until > now and quiet and current.sink is None:
-                    # Open, nobody listening: reject without the lock (see _GIL).
+                if (
+                    breaker._extras is None
+                    and current.sink is None
+                    and spell.until > (now := current.monotonic())
+                ):
+                    # Quiet and still open: reject without the lock (_GIL).
                     breaker._rejected += 1
                     if breaker._fallback is None:
                         raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
-                    return breaker._fallback(*args, **kwargs)
-                admitted = breaker._admit(serve_fallback=True)
+                    admitted = None
+                else:
+                    admitted = breaker._admit(serve_fallback=True)
                 if admitted is None:
                     return breaker._serve(args, kwargs)
                 spell = admitted
@@ -932,10 +935,12 @@ class CircuitBreaker(Generic[P, R]):
             spell = breaker._spell
             closed = spell.state is _CLOSED
             if not closed:
-                quiet = breaker._extras is None
-                now = current.monotonic() if quiet else breaker._now()
-                if spell.until > now and quiet and current.sink is None:
-                    # Open, nobody listening: reject without the lock (see _GIL).
+                if (
+                    breaker._extras is None
+                    and current.sink is None
+                    and spell.until > (now := current.monotonic())
+                ):
+                    # Quiet and still open: reject without the lock (_GIL).
                     breaker._rejected += 1
                     if breaker._fallback is None:
                         raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
