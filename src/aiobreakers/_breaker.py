@@ -25,7 +25,7 @@ from ._events import (
     listening,
     run_hooks,
 )
-from ._inspect import check_decoratable, is_async_callable
+from ._inspect import check_decoratable, is_async_callable, specialize
 from ._ports import Clock, EventSink, check_port
 from ._trip import ConsecutiveFailures, RateWindow, TripPolicy, WindowState
 from ._validation import (
@@ -722,9 +722,10 @@ class CircuitBreaker(Generic[P, R]):
         """
         check_decoratable(func, "circuit breaker")
         if is_async_callable(func):
-            return functools.wraps(func)(self._protect_async(func))
+            protect_async = specialize(_async_protector, func)
+            return functools.wraps(func)(protect_async(self, func))
         self._check_sync_fallback(func)
-        return functools.wraps(func)(self._protect_sync(func))
+        return functools.wraps(func)(specialize(_sync_protector, func)(self, func))
 
     @overload
     def call_sync(
@@ -872,115 +873,17 @@ class CircuitBreaker(Generic[P, R]):
                 f" the sync function {getattr(func, '__qualname__', func)!r}"
             )
 
-    # The two protect methods build the function that runs each protected
-    # call. Their bodies are twins (one awaits): a healthy call's whole path is
-    # written out inline, because each extra Python call on it would cost as
-    # much as all of its bookkeeping.
+    def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return _sync_protector(self, func)
 
-    def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:  # noqa: C901 - inlined
-        breaker = self
-        current = _ports.current
-
-        def protected(*args: Any, **kwargs: Any) -> Any:
-            spell = breaker._spell
-            closed = spell.state is _CLOSED
-            if not closed:
-                if (
-                    breaker._extras is None
-                    and current.sink is None
-                    and spell.until > (now := current.monotonic())
-                ):
-                    # Quiet and still open: reject without the lock (_GIL).
-                    breaker._rejected += 1
-                    if breaker._fallback is None:
-                        raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
-                    admitted = None
-                else:
-                    admitted = breaker._admit(serve_fallback=True)
-                if admitted is None:
-                    return breaker._serve(args, kwargs)
-                spell = admitted
-            start = None
-            try:
-                # The mask is 0 (time every call) while a process-wide sink
-                # listens. Inside the try: an interruption here frees a slot.
-                if not (breaker._successes & current.mask and breaker._extras is None):
-                    start = breaker._now()
-                result = func(*args, **kwargs)
-            except Exception as error:
-                breaker._finish(spell, start, error)
-                raise
-            except BaseException:
-                breaker._abandon(spell)
-                raise
-            if start is None and closed:
-                # Untimed, so quiet (see _Extras). No calls in this block: no
-                # thread switch inside it (see _GIL).
-                breaker._successes += 1
-                if breaker._consecutive_failures and spell is breaker._spell:
-                    breaker._consecutive_failures = 0
-                return result
-            breaker._succeed(spell, start)
-            return result
-
-        return protected
-
-    def _protect_async(  # noqa: C901 - the healthy path is inlined on purpose
+    def _protect_async(
         self, func: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        breaker = self
-        current = _ports.current
+        return _async_protector(self, func)
 
-        async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - inlined
-            spell = breaker._spell
-            closed = spell.state is _CLOSED
-            if not closed:
-                if (
-                    breaker._extras is None
-                    and current.sink is None
-                    and spell.until > (now := current.monotonic())
-                ):
-                    # Quiet and still open: reject without the lock (_GIL).
-                    breaker._rejected += 1
-                    if breaker._fallback is None:
-                        raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
-                    admitted = None
-                else:
-                    admitted = breaker._admit(serve_fallback=True)
-                if admitted is None:
-                    served = breaker._serve(args, kwargs)
-                    if inspect.isawaitable(served):
-                        served = await served
-                    return served
-                spell = admitted
-            start = None
-            try:
-                # The mask is 0 (time every call) while a process-wide sink
-                # listens. Inside the try: an interruption here frees a slot.
-                if not (breaker._successes & current.mask and breaker._extras is None):
-                    start = breaker._now()
-                result = await func(*args, **kwargs)
-            except Exception as error:
-                breaker._finish(spell, start, error)
-                raise
-            except BaseException:
-                breaker._abandon(spell)
-                raise
-            if start is None and closed:
-                # Untimed, so quiet (see _Extras). No calls in this block: no
-                # thread switch inside it (see _GIL).
-                breaker._successes += 1
-                if breaker._consecutive_failures and spell is breaker._spell:
-                    breaker._consecutive_failures = 0
-                return result
-            breaker._succeed(spell, start)
-            return result
-
-        return protected
-
-    def _serve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Call the fallback, which ``_admit`` chose to serve a rejected call."""
-        return cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
+    def _serve(self) -> Callable[..., Any]:
+        """Return the fallback, which ``_admit`` chose to serve a rejected call."""
+        return cast("Callable[..., Any]", self._fallback)
 
     def _succeed(self, spell: _Spell, start: float | None) -> None:
         """Record a call that returned."""
@@ -1196,3 +1099,113 @@ class CircuitBreaker(Generic[P, R]):
                 ),
             )
         self._run_hooks(_STATE_HOOKS[new])
+
+
+# The two protectors build the function that runs each protected call. Their
+# bodies are twins (one awaits): a healthy call's whole path is written out
+# inline, because each extra Python call on it would cost as much as all of
+# its bookkeeping. For the decorator, _inspect.specialize re-creates them with
+# the decorated function's own parameters instead of *args and **kwargs.
+
+
+def _sync_protector(  # noqa: C901 - inlined on purpose
+    breaker: CircuitBreaker[Any, Any], func: Callable[..., Any]
+) -> Callable[..., Any]:
+    current = _ports.current
+
+    def protected(*args: Any, **kwargs: Any) -> Any:
+        spell = breaker._spell
+        closed = spell.state is _CLOSED
+        if not closed:
+            if (
+                breaker._extras is None
+                and current.sink is None
+                and spell.until > (now := current.monotonic())
+            ):
+                # Quiet and still open: reject without the lock (_GIL).
+                breaker._rejected += 1
+                if breaker._fallback is None:
+                    raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
+                admitted = None
+            else:
+                admitted = breaker._admit(serve_fallback=True)
+            if admitted is None:
+                return breaker._serve()(*args, **kwargs)
+            spell = admitted
+        start = None
+        try:
+            # The mask is 0 (time every call) while a process-wide sink
+            # listens. Inside the try: an interruption here frees a slot.
+            if not (breaker._successes & current.mask and breaker._extras is None):
+                start = breaker._now()
+            result = func(*args, **kwargs)
+        except Exception as error:
+            breaker._finish(spell, start, error)
+            raise
+        except BaseException:
+            breaker._abandon(spell)
+            raise
+        if start is None and closed:
+            # Untimed, so quiet (see _Extras). No calls in this block: no
+            # thread switch inside it (see _GIL).
+            breaker._successes += 1
+            if breaker._consecutive_failures and spell is breaker._spell:
+                breaker._consecutive_failures = 0
+            return result
+        breaker._succeed(spell, start)
+        return result
+
+    return protected
+
+
+def _async_protector(  # noqa: C901 - inlined on purpose
+    breaker: CircuitBreaker[Any, Any], func: Callable[..., Awaitable[Any]]
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    current = _ports.current
+
+    async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - inlined
+        spell = breaker._spell
+        closed = spell.state is _CLOSED
+        if not closed:
+            if (
+                breaker._extras is None
+                and current.sink is None
+                and spell.until > (now := current.monotonic())
+            ):
+                # Quiet and still open: reject without the lock (_GIL).
+                breaker._rejected += 1
+                if breaker._fallback is None:
+                    raise CircuitOpenError(breaker._name, spell.until - now, _OPEN)
+                admitted = None
+            else:
+                admitted = breaker._admit(serve_fallback=True)
+            if admitted is None:
+                served = breaker._serve()(*args, **kwargs)
+                if inspect.isawaitable(served):
+                    served = await served
+                return served
+            spell = admitted
+        start = None
+        try:
+            # The mask is 0 (time every call) while a process-wide sink
+            # listens. Inside the try: an interruption here frees a slot.
+            if not (breaker._successes & current.mask and breaker._extras is None):
+                start = breaker._now()
+            result = await func(*args, **kwargs)
+        except Exception as error:
+            breaker._finish(spell, start, error)
+            raise
+        except BaseException:
+            breaker._abandon(spell)
+            raise
+        if start is None and closed:
+            # Untimed, so quiet (see _Extras). No calls in this block: no
+            # thread switch inside it (see _GIL).
+            breaker._successes += 1
+            if breaker._consecutive_failures and spell is breaker._spell:
+                breaker._consecutive_failures = 0
+            return result
+        breaker._succeed(spell, start)
+        return result
+
+    return protected

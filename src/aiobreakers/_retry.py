@@ -18,7 +18,7 @@ from ._events import (
     listening,
     run_hooks,
 )
-from ._inspect import check_decoratable, is_async_callable
+from ._inspect import check_decoratable, is_async_callable, specialize
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
@@ -299,8 +299,9 @@ class RetryPolicy:
             TypeError: *func* is not callable or is a generator function.
         """
         check_decoratable(func, "retry policy")
-        protect = self._protect_async if is_async_callable(func) else self._protect_sync
-        return cast("_F", functools.wraps(func)(protect(func)))
+        retrier = _async_retrier if is_async_callable(func) else _sync_retrier
+        protected = specialize(retrier, func)(self, func)
+        return cast("_F", functools.wraps(func)(protected))
 
     def call_sync(
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
@@ -338,57 +339,16 @@ class RetryPolicy:
         result: R = await self._protect_async(func)(*args, **kwargs)
         return result
 
-    # The protect methods build the function that runs each protected call;
-    # the first attempt is inlined there, since it is all a healthy call does.
-
     def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        policy = self
-
-        def protected(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = func(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - retried or re-raised below
-                failure = error
-            else:
-                policy._successes += 1
-                return result
-            # Retrying outside the except block keeps later errors free of an
-            # implicit __context__ pointing at this one. Dropping the local
-            # afterwards keeps frame and traceback out of a reference cycle.
-            try:
-                return policy._retry_sync(func, args, kwargs, failure)
-            finally:
-                del failure
-
-        return protected
+        return _sync_retrier(self, func)
 
     def _protect_async(
         self, func: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        policy = self
+        return _async_retrier(self, func)
 
-        async def protected(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = await func(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - retried or re-raised below
-                failure = error
-            else:
-                policy._successes += 1
-                return result
-            try:
-                return await policy._retry_async(func, args, kwargs, failure)
-            finally:
-                del failure
-
-        return protected
-
-    def _retry_sync(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        error: Exception,
-    ) -> Any:
+    def _retry_sync(self, attempt: Callable[[], Any], error: Exception) -> Any:
+        """Retry *attempt* (the call, arguments bound) after it raised *error*."""
         first_failure = self._now()
         retry = 1
         previous = self._config.base_delay
@@ -400,7 +360,7 @@ class RetryPolicy:
                 if delay > 0:
                     (self._sleeper or _ports.current.sleeper).sleep_sync(delay)
                 try:
-                    result = func(*args, **kwargs)
+                    result = attempt()
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
@@ -409,15 +369,12 @@ class RetryPolicy:
                 retry += 1
                 previous = delay
         finally:
-            del error  # no frame-traceback cycle (see _protect_sync)
+            del error  # no frame-traceback cycle (see _sync_retrier)
 
     async def _retry_async(
-        self,
-        func: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        error: Exception,
+        self, attempt: Callable[[], Awaitable[Any]], error: Exception
     ) -> Any:
+        """Retry *attempt* (the call, arguments bound) after it raised *error*."""
         first_failure = self._now()
         retry = 1
         previous = self._config.base_delay
@@ -429,7 +386,7 @@ class RetryPolicy:
                 if delay > 0:
                     await (self._sleeper or _ports.current.sleeper).sleep_async(delay)
                 try:
-                    result = await func(*args, **kwargs)
+                    result = await attempt()
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
@@ -438,7 +395,7 @@ class RetryPolicy:
                 retry += 1
                 previous = delay
         finally:
-            del error  # no frame-traceback cycle (see _protect_sync)
+            del error  # no frame-traceback cycle (see _sync_retrier)
 
     def _now(self) -> float:
         return (self._clock or _ports.current.clock).monotonic()
@@ -494,3 +451,53 @@ class RetryPolicy:
                 sink=self._sink,
             )
         return delay
+
+
+# The retriers build the function that runs each protected call, its first
+# attempt inlined, since that is all a healthy call does. For the decorator,
+# _inspect.specialize re-creates them with the decorated function's own
+# parameters instead of *args and **kwargs.
+
+
+def _bind(func: Callable[..., R]) -> Callable[..., Callable[[], R]]:
+    """Return what binds arguments to *func* for the retries of one call."""
+    return functools.partial(functools.partial, func)
+
+
+def _sync_retrier(policy: RetryPolicy, func: Callable[..., Any]) -> Callable[..., Any]:
+    def protected(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = func(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - retried or re-raised below
+            failure = error
+        else:
+            policy._successes += 1
+            return result
+        # Retrying outside the except block keeps later errors free of an
+        # implicit __context__ pointing at this one. Dropping the local
+        # afterwards keeps frame and traceback out of a reference cycle.
+        try:
+            return policy._retry_sync(_bind(func)(*args, **kwargs), failure)
+        finally:
+            del failure
+
+    return protected
+
+
+def _async_retrier(
+    policy: RetryPolicy, func: Callable[..., Awaitable[Any]]
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def protected(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - retried or re-raised below
+            failure = error
+        else:
+            policy._successes += 1
+            return result
+        try:
+            return await policy._retry_async(_bind(func)(*args, **kwargs), failure)
+        finally:
+            del failure
+
+    return protected
