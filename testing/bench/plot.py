@@ -70,7 +70,7 @@ def panels(document: dict[str, Any]) -> list[Panel]:
     allocations = document["allocations"]
     charts.append(
         Panel(
-            title=f"peak bytes over {allocations['calls']:,} closed-breaker calls",
+            title=f"peak bytes over {allocations['calls'] * 10:,} closed-breaker calls",
             values=_measured(allocations["results"], "peak_x10"),
             unit="bytes",
             target=None,
