@@ -887,7 +887,12 @@ class CircuitBreaker(Generic[P, R]):
 
     def _succeed(self, spell: _Spell, start: float | None) -> None:
         """Record a call that returned."""
-        if spell.state is not _CLOSED or not _GIL or self._window is not None:
+        extras = self._extras
+        if (
+            spell.state is not _CLOSED
+            or not _GIL
+            or (extras is not None and extras.window is not None)
+        ):
             self._finish(spell, start, None)
             return
         duration = None
@@ -900,13 +905,23 @@ class CircuitBreaker(Generic[P, R]):
         self._successes += 1
         if self._consecutive_failures and spell is self._spell:
             self._consecutive_failures = 0
-        if self._hooks is not None or listening(self._sink):
+        if self._observed():
             self._report_call(duration, None, failed=False)
 
     # -- the state machine --------------------------------------------------
 
+    def _observed(self) -> bool:
+        """Whether a sink or hook wants to hear about each call."""
+        extras = self._extras
+        return _ports.current.sink is not None or (
+            extras is not None and (extras.sink is not None or extras.hooks is not None)
+        )
+
     def _now(self) -> float:
-        return (self._clock or _ports.current.clock).monotonic()
+        extras = self._extras
+        if extras is None or extras.clock is None:
+            return _ports.current.monotonic()
+        return extras.clock.monotonic()
 
     def _guard(self) -> threading.Lock:
         """Return the breaker's lock, made on first need."""
@@ -1019,7 +1034,7 @@ class CircuitBreaker(Generic[P, R]):
         end = self._now()
         duration = None if start is None else end - start
         failed = error is not None and self._config.counts_as_failure(error)
-        with self._guard():
+        with self._lock or self._guard():
             if duration is not None:
                 self._timed += 1
                 self._duration += duration
@@ -1031,7 +1046,7 @@ class CircuitBreaker(Generic[P, R]):
                 self._probes -= 1
             change = self._judge(spell, self._now(), duration, failed=failed)
         # The call's outcome first, then the change of state it caused.
-        if self._hooks is not None or listening(self._sink):
+        if self._observed():
             self._report_call(duration, error, failed=failed)
         if change is not None:
             self._announce(change)
@@ -1048,11 +1063,10 @@ class CircuitBreaker(Generic[P, R]):
             spell.probe_successes += 1
             if spell.probe_successes >= self._config.success_threshold:
                 return self._enter(_CLOSED, now, "probes_succeeded")
-        elif self._window is not None:
-            reason = self._window.record(failed=failed, duration=duration, now=now)
+        elif self._extras is not None and (window := self._extras.window) is not None:
+            reason = window.record(failed, duration, now)
             if reason is not None:
-                rates = self._window.rates(now)
-                return self._enter(_OPEN, now, reason, rates)
+                return self._enter(_OPEN, now, reason, window.rates(now))
         elif failed:
             self._consecutive_failures += 1
             if self._consecutive_failures >= self._config.failure_threshold:

@@ -184,7 +184,7 @@ class WindowState:
                 bucket[:] = (0, 0, 0)
             self._latest = None
 
-    def record(self, *, failed: bool, duration: float | None, now: float) -> str | None:
+    def record(self, failed: bool, duration: float | None, now: float) -> str | None:
         """
         Add one finished call; return why the circuit must open, if it must.
 
@@ -195,10 +195,22 @@ class WindowState:
         """
         limit = self.window.slow_call_duration
         slow = limit is not None and duration is not None and duration > limit
-        if self.window.calls is not None:
-            self._record_count(failed=failed, slow=slow)
-        else:
+        if self.window.calls is None:
             self._record_time(failed=failed, slow=slow, now=now)
+            return self._verdict()
+        # The count window, inline: this runs on every call of the breaker.
+        ring = self._ring
+        index = self._next
+        if self.calls == len(ring):
+            evicted = ring[index]
+            self.failures -= evicted & 1
+            self.slow -= evicted >> 1
+        else:
+            self.calls += 1
+        ring[index] = failed | (slow << 1)
+        self._next = index + 1 if index + 1 < len(ring) else 0
+        self.failures += failed
+        self.slow += slow
         return self._verdict()
 
     def rates(self, now: float) -> tuple[int, float, float]:
@@ -222,20 +234,6 @@ class WindowState:
         ):
             return "slow_call_rate"
         return None
-
-    def _record_count(self, *, failed: bool, slow: bool) -> None:
-        ring = self._ring
-        index = self._next
-        if self.calls == len(ring):
-            evicted = ring[index]
-            self.failures -= evicted & 1
-            self.slow -= evicted >> 1
-        else:
-            self.calls += 1
-        ring[index] = failed | (slow << 1)
-        self._next = (index + 1) % len(ring)
-        self.failures += failed
-        self.slow += slow
 
     def _epoch(self, now: float) -> int:
         return math.floor(now / self._width)
