@@ -8,9 +8,12 @@ broken; each fails until the library is fixed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
 
@@ -18,6 +21,8 @@ from aiobreakers import (
     BreakerConfig,
     CircuitBreaker,
     CircuitState,
+    ConsecutiveFailures,
+    RateWindow,
     RetryConfig,
 )
 from aiobreakers.testing import FakeClock
@@ -174,3 +179,119 @@ def test_metrics_snapshot_is_consistent_under_concurrent_successes() -> None:
         for thread in threads:
             thread.join()
     assert bad == [], f"{len(bad)} inconsistent snapshots, first {bad[0]}"
+
+
+# -- found by review -----------------------------------------------------------
+
+
+def test_growing_recovery_timeout_survives_a_very_long_outage() -> None:
+    """After 2,000 failed probes the wait is the cap, and the caller's error stays."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "outage",
+        BreakerConfig(
+            failure_threshold=1,
+            success_threshold=1,
+            recovery_timeout=1,
+            recovery_multiplier=2.0,
+            max_recovery_timeout=300,
+        ),
+        clock=clock,
+    )
+
+    def down() -> None:
+        raise ConnectionError
+
+    for _ in range(2000):
+        clock.advance(300)
+        with pytest.raises(ConnectionError):
+            breaker.call_sync(down)
+    assert breaker.state == "open"
+    assert breaker.get_metrics()["time_until_recovery"] == 300.0
+
+
+def test_a_fake_clock_serves_a_second_event_loop() -> None:
+    """A sleeper left behind in a finished loop does not stall the next loop."""
+    clock = FakeClock()
+
+    async def leave_a_sleeper() -> None:
+        asyncio.get_running_loop().create_task(clock.sleep_async(100))
+        await asyncio.sleep(0)
+
+    asyncio.run(leave_a_sleeper())
+    asyncio.run(asyncio.wait_for(clock.sleep_async(1), timeout=5))
+    assert clock.monotonic() == 1.0
+
+
+def test_rate_thresholds_are_reached_exactly() -> None:
+    """7 failures of 100 reach failure_rate=0.07 (no float rounding in the way)."""
+    breaker = CircuitBreaker(
+        "rate",
+        BreakerConfig(trip=RateWindow(calls=100, minimum_calls=100, failure_rate=0.07)),
+        clock=FakeClock(),
+    )
+
+    def down() -> None:
+        raise ConnectionError
+
+    for _ in range(93):
+        breaker.call_sync(lambda: None)
+    for _ in range(7):
+        with pytest.raises(ConnectionError):
+            breaker.call_sync(down)
+    assert breaker.state == "open"
+
+
+def test_replace_keeps_a_config_with_consecutive_failures_valid() -> None:
+    """dataclasses.replace on a config with trip=ConsecutiveFailures works."""
+    config = BreakerConfig(trip=ConsecutiveFailures(threshold=3))
+    changed = dataclasses.replace(config, recovery_timeout=30)
+    assert (changed.failure_threshold, changed.recovery_timeout) == (3, 30)
+
+
+def test_a_class_with_an_async_call_is_not_an_async_function() -> None:
+    """Decorating the class wraps construction, which is synchronous."""
+
+    class Client:
+        async def __call__(self) -> str:
+            return "called"
+
+    breaker = CircuitBreaker("cls")
+    made = breaker(Client)()
+    assert isinstance(made, Client)
+
+    async def use() -> str:
+        return await breaker(functools.partial(Client()))()
+
+    assert asyncio.run(use()) == "called"
+
+
+def test_left_out_defaults_stay_left_out() -> None:
+    """The wrapper passes on what the caller passed: defaults stay the function's."""
+
+    def fetch(url: str, timeout: float = 1.0) -> str:
+        return f"{url} {timeout}"
+
+    spy = mock.create_autospec(fetch, return_value="ok")
+    protected = CircuitBreaker("defaults")(spy)
+    protected("u")
+    spy.assert_called_once_with("u")
+
+    def plain(url: str, timeout: float = 1.0) -> str:
+        return f"{url} {timeout}"
+
+    decorated = CircuitBreaker("later")(plain)
+    plain.__defaults__ = (2.0,)
+    assert decorated("u") == "u 2.0"
+
+    seen: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def fallback(*args: object, **kwargs: object) -> str:
+        seen.append((args, kwargs))
+        return "fallback"
+
+    breaker: CircuitBreaker[..., Any] = CircuitBreaker("fb", fallback=fallback)
+    served = breaker(plain)
+    breaker.trip()
+    assert served("u", timeout=3.0) == "fallback"
+    assert seen == [(("u",), {"timeout": 3.0})]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import sys
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from ._events import (
 )
 from ._inspect import check_decoratable, is_async_callable, specialize
 from ._ports import Clock, EventSink, check_port
+from ._runtime import GIL
 from ._trip import ConsecutiveFailures, RateWindow, TripPolicy, WindowState
 from ._validation import (
     check_exceptions,
@@ -168,7 +168,8 @@ class BreakerConfig:
                 f"{owner}.trip must be a RateWindow or ConsecutiveFailures,"
                 f" got {trip!r}"
             )
-        if self.failure_threshold != _DEFAULT_FAILURE_THRESHOLD:
+        threshold = getattr(trip, "threshold", None)
+        if self.failure_threshold not in (_DEFAULT_FAILURE_THRESHOLD, threshold):
             raise ValueError(
                 f"{owner}.failure_threshold ({self.failure_threshold}) and trip"
                 f" ({trip!r}) both say when to open: give one of them"
@@ -216,10 +217,14 @@ class BreakerConfig:
         ``recovery_timeout * recovery_multiplier ** failed_probes``, capped at
         ``max_recovery_timeout``.
         """
-        if failed_probes == 0 or self.max_recovery_timeout is None:
+        longest = self.max_recovery_timeout
+        if failed_probes == 0 or longest is None:
             return self.recovery_timeout
-        growth = self.recovery_multiplier**failed_probes
-        return min(self.max_recovery_timeout, self.recovery_timeout * growth)
+        try:
+            grown = self.recovery_timeout * self.recovery_multiplier**failed_probes
+        except OverflowError:  # long past the cap: an outage of days
+            return longest
+        return min(longest, grown)
 
     def counts_as_failure(self, error: Exception) -> bool:
         """Whether *error*, raised by a protected call, counts as a failure."""
@@ -362,11 +367,8 @@ _Change = tuple[
     CircuitState, CircuitState, str, float, "tuple[int, float, float] | None"
 ]
 
-# On builds with a GIL, a healthy call's success is recorded without the lock:
-# the interpreter switches threads only at calls and backward jumps, never
-# between the plain attribute updates of that block, so they stay exact. The
-# free-threaded build takes the lock instead.
-_GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
+# Healthy calls are counted without the lock on GIL builds: see _runtime.
+_GIL: Final = GIL
 
 # A breaker is "quiet" while it has no sink, hooks or clock of its own and the
 # build has a GIL: its healthy calls may then go untimed (one in

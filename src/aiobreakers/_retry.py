@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, cast
 
@@ -20,6 +21,7 @@ from ._events import (
 )
 from ._inspect import check_decoratable, is_async_callable, specialize
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
+from ._runtime import GIL
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 if TYPE_CHECKING:
@@ -197,6 +199,7 @@ class RetryPolicy:
         "_exhausted",
         "_failures",
         "_hooks",
+        "_lock",
         "_name",
         "_random",
         "_retries",
@@ -238,6 +241,8 @@ class RetryPolicy:
         self._failures = 0
         self._retries = 0
         self._exhausted = 0
+        # Counting takes this lock only on the free-threaded build (_runtime).
+        self._lock = None if GIL else threading.Lock()
 
     @property
     def name(self) -> str:
@@ -267,6 +272,27 @@ class RetryPolicy:
         check_hook(callback, "on_retry")
         self._hooks = (*self._hooks, callback)
         return callback
+
+    def _count(
+        self,
+        *,
+        successes: int = 0,
+        failures: int = 0,
+        retries: int = 0,
+        exhausted: int = 0,
+    ) -> None:
+        # On GIL builds each += is a single update between calls: exact.
+        if self._lock is None:
+            self._successes += successes
+            self._failures += failures
+            self._retries += retries
+            self._exhausted += exhausted
+            return
+        with self._lock:
+            self._successes += successes
+            self._failures += failures
+            self._retries += retries
+            self._exhausted += exhausted
 
     def reset(self) -> None:
         """Zero the policy's counters (the configuration and hooks stay)."""
@@ -364,7 +390,7 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    self._successes += 1
+                    self._count(successes=1)
                     return result
                 retry += 1
                 previous = delay
@@ -390,7 +416,7 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    self._successes += 1
+                    self._count(successes=1)
                     return result
                 retry += 1
                 previous = delay
@@ -410,11 +436,10 @@ class RetryPolicy:
         """Decide on a failed attempt: the delay before *retry*, or ``None``."""
         config = self._config
         if not config.should_retry(error):
-            self._failures += 1
+            self._count(failures=1)
             return None
         if retry > config.max_retries:
-            self._failures += 1
-            self._exhausted += 1
+            self._count(failures=1, exhausted=1)
             if listening(self._sink):
                 emit(
                     self._sink,
@@ -434,7 +459,7 @@ class RetryPolicy:
             if config.max_delay
             else 0.0
         )
-        self._retries += 1
+        self._count(retries=1)
         if listening(self._sink):
             emit(
                 self._sink,
@@ -471,7 +496,10 @@ def _sync_retrier(policy: RetryPolicy, func: Callable[..., Any]) -> Callable[...
         except Exception as error:  # noqa: BLE001 - retried or re-raised below
             failure = error
         else:
-            policy._successes += 1
+            if GIL:  # see _runtime: one update, no call, no lock
+                policy._successes += 1
+            else:
+                policy._count(successes=1)
             return result
         # Retrying outside the except block keeps later errors free of an
         # implicit __context__ pointing at this one. Dropping the local
@@ -493,7 +521,10 @@ def _async_retrier(
         except Exception as error:  # noqa: BLE001 - retried or re-raised below
             failure = error
         else:
-            policy._successes += 1
+            if GIL:  # see _runtime: one update, no call, no lock
+                policy._successes += 1
+            else:
+                policy._count(successes=1)
             return result
         try:
             return await policy._retry_async(_bind(func)(*args, **kwargs), failure)

@@ -225,12 +225,13 @@ class WindowState:
         window = self.window
         if self.calls < window.minimum_calls:
             return None
+        # Divided, not multiplied: 7 / 100 == 0.07, but 0.07 * 100 > 7.
         if window.failure_rate is not None and (
-            self.failures >= window.failure_rate * self.calls
+            self.failures / self.calls >= window.failure_rate
         ):
             return "failure_rate"
         if window.slow_call_rate is not None and (
-            self.slow >= window.slow_call_rate * self.calls
+            self.slow / self.calls >= window.slow_call_rate
         ):
             return "slow_call_rate"
         return None

@@ -43,6 +43,8 @@ class FakeClock:
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._waking: asyncio.Handle | None = None
+        # The loop the pending sleepers belong to (one loop at a time).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"
@@ -89,6 +91,8 @@ class FakeClock:
         with self._lock:
             self.sleeps.append(seconds)
             deadline = self._now + seconds
+        if loop is not self._loop:
+            self._adopt(loop)
         future: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._sleepers, (deadline, next(self._order), future))
         self._schedule_wake(loop)
@@ -97,6 +101,20 @@ class FakeClock:
         finally:
             if not future.done():
                 future.cancel()
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """
+        Serve sleepers of a new event loop (an earlier one may have stopped).
+
+        Sleepers left behind by another loop can never be woken there (its
+        loop no longer runs), so they are forgotten, and so is its wake-up.
+        """
+        self._sleepers = [
+            entry for entry in self._sleepers if entry[2].get_loop() is loop
+        ]
+        heapq.heapify(self._sleepers)
+        self._waking = None
+        self._loop = loop
 
     def _schedule_wake(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._waking is None:
