@@ -390,7 +390,10 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    self._count(successes=1)
+                    if self._lock is None:  # see _runtime
+                        self._successes += 1
+                    else:
+                        self._count(successes=1)
                     return result
                 retry += 1
                 previous = delay
@@ -416,7 +419,10 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    self._count(successes=1)
+                    if self._lock is None:  # see _runtime
+                        self._successes += 1
+                    else:
+                        self._count(successes=1)
                     return result
                 retry += 1
                 previous = delay
@@ -459,7 +465,10 @@ class RetryPolicy:
             if config.max_delay
             else 0.0
         )
-        self._count(retries=1)
+        if self._lock is None:  # see _runtime: one update, no call, no lock
+            self._retries += 1
+        else:
+            self._count(retries=1)
         if listening(self._sink):
             emit(
                 self._sink,
@@ -484,11 +493,6 @@ class RetryPolicy:
 # parameters instead of *args and **kwargs.
 
 
-def _bind(func: Callable[..., R]) -> Callable[..., Callable[[], R]]:
-    """Return what binds arguments to *func* for the retries of one call."""
-    return functools.partial(functools.partial, func)
-
-
 def _sync_retrier(policy: RetryPolicy, func: Callable[..., Any]) -> Callable[..., Any]:
     def protected(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -505,7 +509,7 @@ def _sync_retrier(policy: RetryPolicy, func: Callable[..., Any]) -> Callable[...
         # implicit __context__ pointing at this one. Dropping the local
         # afterwards keeps frame and traceback out of a reference cycle.
         try:
-            return policy._retry_sync(_bind(func)(*args, **kwargs), failure)
+            return policy._retry_sync(lambda: func(*args, **kwargs), failure)
         finally:
             del failure
 
@@ -527,7 +531,7 @@ def _async_retrier(
                 policy._count(successes=1)
             return result
         try:
-            return await policy._retry_async(_bind(func)(*args, **kwargs), failure)
+            return await policy._retry_async(lambda: func(*args, **kwargs), failure)
         finally:
             del failure
 
