@@ -163,3 +163,35 @@ def test_all_fakes_in_one_fixture(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_breakers_fixture_finds_import_time_breakers(pytester: pytest.Pytester) -> None:
+    """Breakers made when a test module is imported are found and forced by name."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(autouse=True)
+        def fresh(breakers):
+            breakers.reset_all()
+        """
+    )
+    pytester.makepyfile(
+        """
+        from aiobreakers import CircuitBreaker
+
+        payments = CircuitBreaker("payments", fallback=lambda amount: "queued")
+
+        @payments
+        def charge(amount):
+            return "charged"
+
+        def test_down(breakers):
+            breakers.force("payments", "open")
+            assert charge(10) == "queued"
+
+        def test_up_again():
+            assert charge(10) == "charged"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)

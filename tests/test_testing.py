@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -12,16 +13,19 @@ from aiobreakers import (
     BreakerConfig,
     CircuitBreaker,
     CircuitOpenError,
+    CircuitState,
     RetryConfig,
     RetryPolicy,
     get_defaults,
 )
 from aiobreakers.testing import (
+    BreakerRegistry,
     BreakerSpy,
     FakeClock,
     FakeRandom,
     RetrySpy,
     fakes,
+    track_breakers,
 )
 
 # -- FakeClock ----------------------------------------------------------------
@@ -240,3 +244,59 @@ async def test_fakes_drive_objects_built_before_them() -> None:
             await retry.call_async(boom)
         fake.retries.assert_delays("api", [1.0])  # FULL_JITTER, half of 2 s
         assert fake.clock.monotonic() == 1.0
+
+
+# -- the registry -------------------------------------------------------------
+
+
+def test_registry_finds_breakers_by_name_and_forces_state(clock: FakeClock) -> None:
+    """force() opens, half-opens and closes a named breaker; spies hear it."""
+    track_breakers()
+    registry = BreakerRegistry()
+    breaker = CircuitBreaker("registry-payments", BreakerConfig(recovery_timeout=60))
+    assert registry["registry-payments"] is breaker
+    with BreakerSpy() as spy:
+        assert registry.force("registry-payments", "open") is breaker
+        assert breaker.state == "open"
+        registry.force("registry-payments", CircuitState.HALF_OPEN)
+        assert breaker.call_sync(len, "probe") == 5
+        registry.force("registry-payments", "closed")
+    assert spy.transitions("registry-payments") == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+    assert spy.events[0].reason == "forced"  # type: ignore[union-attr]
+
+
+def test_registry_explains_what_it_cannot_find() -> None:
+    """Unknown and ambiguous names, and bad states, say what is wrong."""
+    track_breakers()
+    registry = BreakerRegistry()
+    twins = [CircuitBreaker("registry-twin") for _ in range(2)]
+    with pytest.raises(LookupError, match="no live circuit breaker is called 'nope'"):
+        registry["nope"]
+    with pytest.raises(LookupError, match="2 live circuit breakers are called"):
+        registry["registry-twin"]
+    assert set(registry.named("registry-twin")) == set(twins)
+    with pytest.raises(ValueError, match="state must be one of"):
+        registry.force("registry-twin", "ajar")
+
+
+def test_registry_forgets_breakers_nobody_keeps() -> None:
+    """Breakers are held weakly."""
+    track_breakers()
+    CircuitBreaker("registry-ephemeral")
+    gc.collect()
+    assert BreakerRegistry().named("registry-ephemeral") == []
+
+
+def test_reset_all_closes_every_breaker(clock: FakeClock) -> None:
+    """reset_all() closes and zeroes every live breaker."""
+    track_breakers()
+    kept = [CircuitBreaker(f"registry-reset-{i}") for i in range(3)]
+    for breaker in kept:
+        breaker.trip()
+    BreakerRegistry().reset_all()
+    assert [b.state for b in kept] == ["closed"] * 3
+    assert all(b.get_metrics()["total_trips"] == 0 for b in kept)

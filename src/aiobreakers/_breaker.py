@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import threading
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
@@ -352,6 +353,23 @@ class _Extras:
 _open_blocks: Final[dict[int, list[_Block]]] = {}
 _OPEN_BLOCKS_LOCK: Final = threading.Lock()
 
+# The breakers made while tracking is on (aiobreakers.testing turns it on, so
+# that tests can find a breaker by name), held weakly; None while off.
+_tracked: weakref.WeakSet[CircuitBreaker[Any, Any]] | None = None
+
+
+def track_breakers() -> None:
+    """Start remembering (weakly) every breaker made from now on."""
+    global _tracked  # noqa: PLW0603 - one switch for the process
+    if _tracked is None:
+        _tracked = weakref.WeakSet()
+
+
+def tracked_breakers() -> list[CircuitBreaker[Any, Any]]:
+    """Return the live breakers made since tracking started."""
+    return [] if _tracked is None else list(_tracked)
+
+
 # Every breaker starts in this spell: identity only matters between the spells
 # of one breaker, and sharing it saves an object per breaker.
 _FRESH: Final = _Spell(_CLOSED)
@@ -418,6 +436,7 @@ class CircuitBreaker(Generic[P, R]):
     """
 
     __slots__ = (
+        "__weakref__",
         "_config",
         "_consecutive_failures",
         "_duration",
@@ -490,6 +509,8 @@ class CircuitBreaker(Generic[P, R]):
         self._spell = _FRESH
         self._probes = 0
         self._zero_counters()
+        if _tracked is not None:
+            _tracked.add(self)
 
     def _zero_counters(self) -> None:
         self._consecutive_failures = 0
@@ -625,6 +646,19 @@ class CircuitBreaker(Generic[P, R]):
             now = self._now()
             expired = self._maybe_half_open(now)
             change = self._enter(_OPEN, now, "trip")
+        for each in (expired, change):
+            if each is not None:
+                self._announce(each)
+
+    def _force(self, state: CircuitState) -> None:
+        """Put the circuit in *state* now (for aiobreakers.testing)."""
+        if state is _CLOSED:
+            self.reset()
+            return
+        with self._guard():
+            now = self._now()
+            expired = self._maybe_half_open(now)
+            change = self._enter(state, now, "forced")
         for each in (expired, change):
             if each is not None:
                 self._announce(each)

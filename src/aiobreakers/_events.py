@@ -48,7 +48,8 @@ class StateChanged:
             ``"recovery_timeout"`` (open long enough to probe),
             ``"probes_succeeded"`` (enough half-open probes succeeded),
             ``"trip"`` and ``"reset"`` (forced by :meth:`~CircuitBreaker.trip`
-            and :meth:`~CircuitBreaker.reset`), and, with a
+            and :meth:`~CircuitBreaker.reset`), ``"forced"`` (by
+            :meth:`aiobreakers.testing.BreakerRegistry.force`), and, with a
             :class:`~aiobreakers.RateWindow`, ``"failure_rate"`` or
             ``"slow_call_rate"`` (that rate reached its threshold).
         at: When the state changed, on the breaker's clock (seconds): an open

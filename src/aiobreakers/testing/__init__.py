@@ -5,6 +5,7 @@ Test doubles for code that uses aiobreakers: no sleeping, no patching.
 - :class:`FakeRandom`: exact jitter.
 - :class:`BreakerSpy`, :class:`RetrySpy`: record events, assert on them.
 - :func:`fakes`: install all of them as process-wide defaults for a block.
+- :class:`BreakerRegistry`: find breakers by name, force their state.
 - A pytest plugin, loaded automatically, with the fixtures ``fake_clock``,
   ``fake_random``, ``breaker_spy`` and ``retry_spy``.
 
@@ -15,12 +16,15 @@ from ._clock import FakeClock as FakeClock
 from ._fakes import Fakes as Fakes
 from ._fakes import fakes as fakes
 from ._random import FakeRandom as FakeRandom
+from ._registry import BreakerRegistry as BreakerRegistry
+from ._registry import track_breakers as track_breakers
 from ._sinks import add_sink as add_sink
 from ._spy import BreakerSpy as BreakerSpy
 from ._spy import RetrySpy as RetrySpy
 from ._spy import Spy as Spy
 
 __all__ = [
+    "BreakerRegistry",
     "BreakerSpy",
     "FakeClock",
     "FakeRandom",
@@ -29,4 +33,5 @@ __all__ = [
     "Spy",
     "add_sink",
     "fakes",
+    "track_breakers",
 ]

@@ -18,10 +18,29 @@ from aiobreakers import set_defaults
 from ._clock import FakeClock
 from ._fakes import Fakes, fakes
 from ._random import FakeRandom
+from ._registry import BreakerRegistry, track_breakers
 from ._spy import BreakerSpy, RetrySpy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+# As soon as pytest loads the plugin, before conftest files and test modules
+# are imported: breakers they make at import time are then known by name.
+track_breakers()
+
+
+@pytest.fixture
+def breakers() -> BreakerRegistry:
+    """
+    A :class:`BreakerRegistry`: every live breaker, by name.
+
+    ``breakers["payments"]`` finds one, ``breakers.force("payments",
+    "open")`` forces its state, ``breakers.reset_all()`` closes them all (in an
+    autouse fixture, it keeps module-level breakers from leaking state from
+    one test into the next).
+    """
+    return BreakerRegistry()
 
 
 @pytest.fixture
