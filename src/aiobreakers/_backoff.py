@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING
+
+from ._enums import StrValueEnum
 
 if TYPE_CHECKING:
     from ._ports import RandomSource
@@ -14,7 +15,7 @@ __all__ = ["BackoffStrategy"]
 _MAX_DOUBLINGS = 1023
 
 
-class BackoffStrategy(str, Enum):
+class BackoffStrategy(StrValueEnum):
     """
     How a retry policy spaces its retries.
 
@@ -43,12 +44,6 @@ class BackoffStrategy(str, Enum):
     """Half the cap, plus up to half again at random."""
     DECORRELATED = "decorrelated"
     """Random delays that grow from the previous one (up to three times it)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return self.value.__format__(format_spec)
 
     def delay(
         self,

@@ -9,10 +9,10 @@ import threading
 import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, cast, final, overload
 
 from . import _ports
+from ._enums import StrValueEnum
 from ._errors import CircuitOpenError
 from ._events import (
     CallFailed,
@@ -73,7 +73,7 @@ _F = TypeVar("_F", bound="Callable[..., Any]")
 __all__ = ["BreakerConfig", "BreakerMetrics", "CircuitBreaker", "CircuitState"]
 
 
-class CircuitState(str, Enum):
+class CircuitState(StrValueEnum):
     """
     The state of a circuit breaker.
 
@@ -86,12 +86,6 @@ class CircuitState(str, Enum):
     """Calls are rejected at once, until the recovery timeout has passed."""
     HALF_OPEN = "half_open"
     """A limited number of probe calls pass; their outcome closes or re-opens."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return self.value.__format__(format_spec)
 
 
 _CLOSED: Final = CircuitState.CLOSED
