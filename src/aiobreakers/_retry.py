@@ -390,7 +390,7 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    if self._lock is None:  # see _runtime
+                    if self._lock is None:  # see _count
                         self._successes += 1
                     else:
                         self._count(successes=1)
@@ -419,7 +419,7 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    if self._lock is None:  # see _runtime
+                    if self._lock is None:  # see _count
                         self._successes += 1
                     else:
                         self._count(successes=1)
@@ -465,7 +465,7 @@ class RetryPolicy:
             if config.max_delay
             else 0.0
         )
-        if self._lock is None:  # see _runtime: one update, no call, no lock
+        if self._lock is None:  # see _count
             self._retries += 1
         else:
             self._count(retries=1)
@@ -500,7 +500,7 @@ def _sync_retrier(policy: RetryPolicy, func: Callable[..., Any]) -> Callable[...
         except Exception as error:  # noqa: BLE001 - retried or re-raised below
             failure = error
         else:
-            if GIL:  # see _runtime: one update, no call, no lock
+            if policy._lock is None:  # see _count: one update, no call, no lock
                 policy._successes += 1
             else:
                 policy._count(successes=1)
@@ -525,7 +525,7 @@ def _async_retrier(
         except Exception as error:  # noqa: BLE001 - retried or re-raised below
             failure = error
         else:
-            if GIL:  # see _runtime: one update, no call, no lock
+            if policy._lock is None:  # see _count: one update, no call, no lock
                 policy._successes += 1
             else:
                 policy._count(successes=1)
