@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import subprocess
 import sys
 
 import pytest
+
+from aiobreakers import BreakerConfig, CircuitOpenError, CircuitState, RetryConfig
 
 
 @pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
@@ -53,3 +56,28 @@ def test_importing_the_core_does_not_import_the_testing_toolkit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+def test_public_objects_name_the_public_module(module_name: str) -> None:
+    """Classes and functions say where users import them from."""
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == module_name, name
+
+
+def test_errors_and_configs_pickle_by_their_public_names() -> None:
+    """Pickles name aiobreakers, never a private module."""
+    for value in (
+        CircuitOpenError("api", 1.5, "open"),
+        CircuitState.OPEN,
+        BreakerConfig(failure_threshold=2),
+        RetryConfig(max_retries=1),
+    ):
+        data = pickle.dumps(value)
+        assert b"aiobreakers._" not in data
+        restored = pickle.loads(data)  # noqa: S301 - our own data
+        assert type(restored) is type(value)
+        assert repr(restored) == repr(value)

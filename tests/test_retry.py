@@ -343,7 +343,7 @@ def test_rejects_generators_and_non_callables(clock: FakeClock) -> None:
     with pytest.raises(TypeError, match="generator function"):
         retry(numbers)
     with pytest.raises(TypeError, match="decorates callables"):
-        retry(3)  # type: ignore[type-var]
+        retry(3)  # type: ignore[call-overload]
 
 
 # -- with a breaker -----------------------------------------------------------

@@ -1,9 +1,9 @@
 """
 Decorated functions keep their exact calling convention at run time.
 
-The decorators compile wrappers with the function's own parameters (see
-``_inspect.specialize``); these tests pin that every kind of parameter is
-passed on exactly, and that unusual functions still work.
+The decorators wrap every function the same way, over ``*args, **kwargs``;
+these tests pin that every kind of parameter is passed on exactly, and that
+unusual functions still work.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from aiobreakers import (
     BackoffStrategy,
+    BreakerConfig,
     CircuitBreaker,
     RetryConfig,
     RetryPolicy,
@@ -117,13 +118,20 @@ def test_defaults_are_the_same_objects(clock: FakeClock) -> None:
     ]
 
 
-def test_wrong_arguments_fail_before_the_breaker_counts_them(clock: FakeClock) -> None:
-    """A call that does not fit the signature raises TypeError, not a failure."""
+def test_wrong_arguments_count_like_any_error_of_the_call(clock: FakeClock) -> None:
+    """A call that does not fit raises TypeError, counted as any error would be."""
     breaker = CircuitBreaker("api", clock=clock)
     protected = breaker(plain)
     with pytest.raises(TypeError, match=r"plain\(\) missing 1 required"):
         protected()  # type: ignore[call-arg]
-    assert breaker.get_metrics()["total_calls"] == 0
+    assert breaker.get_metrics()["total_failures"] == 1
+    lenient = CircuitBreaker(
+        "lenient", BreakerConfig(excluded_exceptions=(TypeError,)), clock=clock
+    )
+    with pytest.raises(TypeError):
+        lenient(plain)()  # type: ignore[call-arg]
+    metrics = lenient.get_metrics()
+    assert (metrics["total_successes"], metrics["total_failures"]) == (1, 0)
 
 
 def test_signature_and_names_are_kept(clock: FakeClock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tracemalloc
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiobreakers import (
     ConsecutiveFailures,
     RateWindow,
     StateChanged,
+    SystemClock,
 )
 from aiobreakers.testing import BreakerSpy, FakeClock
 
@@ -31,6 +33,7 @@ def call(
     *,
     failed: bool = False,
     seconds: float = 0.0,
+    decorated: bool = False,
 ) -> None:
     """Run one protected call that takes *seconds* and fails if told to."""
 
@@ -39,11 +42,16 @@ def call(
         if failed:
             raise ConnectionError
 
+    protected = (
+        breaker(dependency)
+        if decorated
+        else functools.partial(breaker.call_sync, dependency)
+    )
     if failed:
         with pytest.raises(ConnectionError):
-            breaker.call_sync(dependency)
+            protected()
     else:
-        breaker.call_sync(dependency)
+        protected()
 
 
 def test_count_window_never_judges_before_minimum_calls(clock: FakeClock) -> None:
@@ -182,7 +190,7 @@ def test_window_starts_afresh_after_the_circuit_closes(clock: FakeClock) -> None
 def test_consecutive_failures_spelled_out_is_the_default(clock: FakeClock) -> None:
     """trip=ConsecutiveFailures(threshold=n) behaves as failure_threshold=n."""
     config = BreakerConfig(trip=ConsecutiveFailures(threshold=2))
-    assert config.failure_threshold == 2
+    assert config.trip_policy == ConsecutiveFailures(threshold=2)
     breaker = CircuitBreaker("api", config, clock=clock)
     call(breaker, clock, failed=True)
     call(breaker, clock, failed=True)
@@ -239,30 +247,53 @@ def test_a_forced_trip_does_not_grow_the_timeout(clock: FakeClock) -> None:
     minimum=st.integers(1, 12),
     rate=st.sampled_from([0.1, 0.25, 0.5, 0.75, 1.0]),
     outcomes=st.lists(st.booleans(), max_size=80),
+    decorated=st.booleans(),
+    system_clock=st.booleans(),
 )
-def test_count_window_matches_a_naive_reference(
-    size: int, minimum: int, rate: float, outcomes: list[bool]
+def test_count_window_matches_a_naive_reference(  # noqa: PLR0917 - given by hypothesis
+    size: int,
+    minimum: int,
+    rate: float,
+    outcomes: list[bool],
+    decorated: bool,
+    system_clock: bool,
 ) -> None:
-    """The breaker opens exactly when a list of the last N outcomes says so."""
+    """
+    The breaker opens exactly when a list of the last N outcomes says so.
+
+    Decorated calls on a warm window take the short path (successes counted
+    in bulk), with every call timed (a fake clock) or one in 16 (the system
+    clock's sampling); call_sync always takes the full path.
+    """
     minimum = min(minimum, size)
     clock = FakeClock()
-    breaker = make(
-        clock,
-        trip=RateWindow(calls=size, minimum_calls=minimum, failure_rate=rate),
-        recovery_timeout=1,
-        success_threshold=1,
+    breaker = CircuitBreaker(
+        "api",
+        BreakerConfig(
+            trip=RateWindow(calls=size, minimum_calls=minimum, failure_rate=rate),
+            recovery_timeout=1,
+            success_threshold=1,
+        ),
+        clock=SystemClock() if system_clock else clock,
     )
     recent: list[bool] = []
     for failed in outcomes:
         if breaker.state == "open":
-            clock.advance(1)
-            call(breaker, clock)  # a good probe closes it; the window restarts
+            if system_clock:
+                breaker.reset()  # no waiting on the real clock
+            else:
+                clock.advance(1)
+                call(breaker, clock)  # a good probe closes it; the window restarts
             recent = []
             continue
-        call(breaker, clock, failed=failed)
+        call(breaker, clock, failed=failed, decorated=decorated)
         recent = [*recent, failed][-size:]
         should_open = len(recent) >= minimum and sum(recent) >= rate * len(recent)
         assert breaker.state == ("open" if should_open else "closed")
+    metrics = breaker.get_metrics()
+    assert (
+        metrics["total_calls"] == metrics["total_successes"] + metrics["total_failures"]
+    )
 
 
 def test_time_window_memory_is_bounded(clock: FakeClock) -> None:

@@ -7,10 +7,12 @@ never imports.
 """
 
 from ._backoff import BackoffStrategy as BackoffStrategy
-from ._breaker import BreakerConfig as BreakerConfig
 from ._breaker import BreakerMetrics as BreakerMetrics
 from ._breaker import CircuitBreaker as CircuitBreaker
-from ._breaker import CircuitState as CircuitState
+from ._config import BreakerConfig as BreakerConfig
+from ._config import ConsecutiveFailures as ConsecutiveFailures
+from ._config import RateWindow as RateWindow
+from ._config import TripPolicy as TripPolicy
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._events import CallFailed as CallFailed
 from ._events import CallRejected as CallRejected
@@ -21,6 +23,7 @@ from ._events import RetryExhausted as RetryExhausted
 from ._events import RetryScheduled as RetryScheduled
 from ._events import StateChanged as StateChanged
 from ._logging import LoggingSink as LoggingSink
+from ._machine import CircuitState as CircuitState
 from ._ports import Clock as Clock
 from ._ports import Defaults as Defaults
 from ._ports import EventSink as EventSink
@@ -31,12 +34,10 @@ from ._ports import SystemRandom as SystemRandom
 from ._ports import SystemSleeper as SystemSleeper
 from ._ports import get_defaults as get_defaults
 from ._ports import set_defaults as set_defaults
+from ._public import publish as _publish
 from ._retry import RetryConfig as RetryConfig
 from ._retry import RetryMetrics as RetryMetrics
 from ._retry import RetryPolicy as RetryPolicy
-from ._trip import ConsecutiveFailures as ConsecutiveFailures
-from ._trip import RateWindow as RateWindow
-from ._trip import TripPolicy as TripPolicy
 
 __all__ = [
     "BackoffStrategy",
@@ -71,3 +72,5 @@ __all__ = [
     "get_defaults",
     "set_defaults",
 ]
+
+_publish(__name__, globals())

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Final, TextIO
 
 from ._backoff import BackoffStrategy
-from ._breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
+from ._breaker import BreakerMetrics, CircuitBreaker
+from ._config import BreakerConfig
 from ._errors import CircuitOpenError
 from ._events import (
     CallRejected,

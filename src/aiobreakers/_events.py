@@ -1,23 +1,21 @@
 """
-Typed event records, and delivery of events and hooks.
+Typed event records, and their delivery to sinks.
 
 Every observable thing a breaker or retry policy does is one frozen event
-record. Hooks, the testing spies and user sinks all consume that one stream.
+record. Hooks (:mod:`._hooks`), the testing spies and user sinks all consume
+that one stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from . import _ports
 
 if TYPE_CHECKING:
-    from ._breaker import CircuitState
+    from ._machine import CircuitState
     from ._ports import EventSink
 
 __all__ = [
@@ -204,87 +202,3 @@ def _deliver(sink: EventSink, event: Event) -> None:
 def listening(own: EventSink | None) -> bool:
     """Whether anyone would receive an event (so that it is worth building)."""
     return own is not None or _ports.current.sink is not None
-
-
-Hook: TypeAlias = Callable[..., "Awaitable[object] | object"]
-
-# Async hook tasks, kept referenced until they finish: the event loop holds
-# only weak references to tasks, so an unreferenced one may vanish mid-run.
-_running_hooks: Final[set[asyncio.Task[Any]]] = set()
-
-
-def check_hook(callback: object, hook: str) -> None:
-    """Raise :class:`TypeError` unless *callback* can be registered as a hook."""
-    if not callable(callback):
-        raise TypeError(f"{hook} callback must be callable, got {callback!r}")
-
-
-def run_hooks(
-    callbacks: Sequence[Hook],
-    args: tuple[Any, ...],
-    *,
-    owner: str,
-    hook: str,
-    sink: EventSink | None,
-) -> None:
-    """
-    Run each callback with *args*; report, never raise, what they raise.
-
-    Sync callbacks run inline. A callback that returns an awaitable (an async
-    function) is scheduled as a task on the running event loop, or, with no
-    loop running in this thread, run to completion right here.
-    """
-    for callback in callbacks:
-        _run_hook(callback, args, owner=owner, hook=hook, sink=sink)
-
-
-def _run_hook(
-    callback: Hook,
-    args: tuple[Any, ...],
-    *,
-    owner: str,
-    hook: str,
-    sink: EventSink | None,
-) -> None:
-    try:
-        result = callback(*args)
-        if inspect.isawaitable(result):
-            _schedule(result, owner=owner, hook=hook, sink=sink)
-    except Exception as error:  # noqa: BLE001 - a hook must never break a call
-        report_hook_failure(error, owner=owner, hook=hook, sink=sink)
-
-
-def report_hook_failure(
-    error: Exception, *, owner: str, hook: str, sink: EventSink | None
-) -> None:
-    """Log a failed hook and emit :class:`HookFailed`."""
-    logger.error("%s hook of %r failed", hook, owner, exc_info=error)
-    emit(sink, HookFailed(name=owner, hook=hook, error=error))
-
-
-def _schedule(
-    awaitable: Awaitable[object], *, owner: str, hook: str, sink: EventSink | None
-) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        # No loop in this thread: run it in place rather than drop it or
-        # leave a coroutine never awaited.
-        asyncio.run(_await(awaitable))
-        return
-    task = loop.create_task(_await(awaitable))
-    _running_hooks.add(task)
-
-    def done(task: asyncio.Task[Any]) -> None:
-        _running_hooks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if isinstance(error, Exception):
-            report_hook_failure(error, owner=owner, hook=hook, sink=sink)
-
-    task.add_done_callback(done)
-
-
-async def _await(awaitable: Awaitable[object]) -> object:
-    return await awaitable

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from ._breaker import CircuitState
 from ._events import (
     CallFailed,
     CallRejected,
@@ -15,6 +14,7 @@ from ._events import (
     RetryScheduled,
     StateChanged,
 )
+from ._machine import CircuitState
 
 __all__ = ["LoggingSink"]
 

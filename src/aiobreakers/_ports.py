@@ -166,37 +166,43 @@ class _Keep(enum.Enum):
 KEEP: Final = _Keep.KEEP
 
 
-# With the default system clock a breaker times one call in SAMPLE_EVERY for
-# its mean duration: a clock reading costs more than the rest of a healthy
-# call's bookkeeping. Every call is timed while a sink or hook listens, and
-# with any other clock, default or injected (fake clocks in tests stay exact).
+# On the system clock a quiet breaker (nothing listens to each call) times one
+# healthy call in SAMPLE_EVERY for its mean duration: reading the clock costs
+# more than the rest of a healthy call's bookkeeping. Any other clock times
+# every call, so that fake clocks in tests give exact durations.
 SAMPLE_EVERY: Final = 16
 
 
-class _Current:
+class Timer:
+    """
+    A clock, and how often a quiet breaker times healthy calls on it.
+
+    A breaker times a healthy call when ``pending_tokens & mask == 0``: one in
+    :data:`SAMPLE_EVERY` on a :class:`SystemClock`, every one on other clocks.
+    """
+
+    __slots__ = ("clock", "mask", "monotonic")
+
+    def __init__(self, clock: Clock) -> None:
+        self.use_clock(clock)
+
+    def use_clock(self, clock: Clock) -> None:
+        """Read time from *clock* from now on."""
+        self.clock = clock
+        self.monotonic = clock.monotonic
+        self.mask = SAMPLE_EVERY - 1 if isinstance(clock, SystemClock) else 0
+
+
+class _Current(Timer):
     """The live defaults, read on every call (plain attribute reads: fast)."""
 
-    __slots__ = ("clock", "mask", "monotonic", "random", "sink", "sleeper")
+    __slots__ = ("random", "sink", "sleeper")
 
     def __init__(self) -> None:
-        self.clock: Clock = SystemClock()
+        super().__init__(SystemClock())
         self.sink: EventSink | None = None
         self.sleeper: Sleeper = SystemSleeper()
         self.random: RandomSource = SystemRandom()
-        self.use_clock(self.clock)
-
-    def use_sink(self, sink: EventSink | None) -> None:
-        self.sink = sink
-        self.use_clock(self.clock)
-
-    def use_clock(self, clock: Clock) -> None:
-        self.clock = clock
-        self.monotonic = clock.monotonic
-        # A quiet breaker times a healthy call when ``successes & mask == 0``:
-        # one in SAMPLE_EVERY on the system clock with no sink listening,
-        # every one otherwise (sinks need durations; fake clocks stay exact).
-        sampled = isinstance(clock, SystemClock) and self.sink is None
-        self.mask = SAMPLE_EVERY - 1 if sampled else 0
 
 
 current: Final = _Current()
@@ -252,7 +258,7 @@ def set_defaults(
             else check_port(random, RandomSource, "random")
         )
     if sink is not KEEP:
-        current.use_sink(None if sink is None else check_port(sink, EventSink, "sink"))
+        current.sink = None if sink is None else check_port(sink, EventSink, "sink")
     return previous
 
 

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, overload
 
 from . import _ports
 from ._backoff import BackoffStrategy
 from ._errors import CircuitOpenError
-from ._events import (
-    Hook,
-    RetryExhausted,
-    RetryScheduled,
-    check_hook,
-    emit,
-    listening,
-    run_hooks,
-)
-from ._inspect import check_decoratable, is_async_callable, specialize
+from ._events import RetryExhausted, RetryScheduled, emit, listening
+from ._hooks import Hook, check_hook, run_hooks
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
-from ._runtime import GIL
+from ._protect import decorate
+from ._tally import FOLD_AT, take
 from ._validation import check_exceptions, check_int, check_name, check_seconds
 
 if TYPE_CHECKING:
@@ -32,6 +24,7 @@ __all__ = ["RetryConfig", "RetryMetrics", "RetryPolicy"]
 P = ParamSpec("P")
 R = TypeVar("R")
 _F = TypeVar("_F", bound="Callable[..., Any]")
+_CM = TypeVar("_CM", bound="classmethod[Any, Any, Any]")
 
 RetryHook = TypeVar("RetryHook", bound="Callable[[int, Exception, float], object]")
 
@@ -201,6 +194,7 @@ class RetryPolicy:
         "_hooks",
         "_lock",
         "_name",
+        "_pending",
         "_random",
         "_retries",
         "_sink",
@@ -234,15 +228,14 @@ class RetryPolicy:
         )
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
         self._hooks: tuple[Hook, ...] = ()
-        # Plain += on these is exact under threads on GIL builds: the
-        # interpreter only switches threads at calls and backward jumps, never
-        # inside one augmented assignment to a slot.
         self._successes = 0
         self._failures = 0
         self._retries = 0
         self._exhausted = 0
-        # Counting takes this lock only on the free-threaded build (_runtime).
-        self._lock = None if GIL else threading.Lock()
+        # Every count is taken under this lock, but for first attempts that
+        # succeed: those leave a token on the pending list (see _tally).
+        self._lock = threading.Lock()
+        self._pending: list[None] = []
 
     @property
     def name(self) -> str:
@@ -281,32 +274,41 @@ class RetryPolicy:
         retries: int = 0,
         exhausted: int = 0,
     ) -> None:
-        # On GIL builds each += is a single update between calls: exact.
-        if self._lock is None:
-            self._successes += successes
-            self._failures += failures
-            self._retries += retries
-            self._exhausted += exhausted
-            return
         with self._lock:
             self._successes += successes
             self._failures += failures
             self._retries += retries
             self._exhausted += exhausted
 
+    def _fold(self) -> None:
+        """Count the first attempts that succeeded, from their pending tokens."""
+        with self._lock:
+            self._successes += len(take(self._pending))
+
     def reset(self) -> None:
         """Zero the policy's counters (the configuration and hooks stay)."""
-        self._successes = self._failures = self._retries = self._exhausted = 0
+        with self._lock:
+            take(self._pending)
+            self._successes = self._failures = self._retries = self._exhausted = 0
 
     def get_metrics(self) -> RetryMetrics:
-        """Return a snapshot of the policy's counters and configuration."""
+        """
+        Return a snapshot of the policy's counters and configuration.
+
+        The snapshot is consistent: its counters are read under the policy's
+        lock, at one moment.
+        """
+        with self._lock:
+            self._successes += len(take(self._pending))
+            successes, failures = self._successes, self._failures
+            retries, exhausted = self._retries, self._exhausted
         return {
             "name": self._name,
-            "total_calls": self._successes + self._failures,
-            "total_successes": self._successes,
-            "total_failures": self._failures,
-            "total_retries": self._retries,
-            "total_exhausted": self._exhausted,
+            "total_calls": successes + failures,
+            "total_successes": successes,
+            "total_failures": failures,
+            "total_retries": retries,
+            "total_exhausted": exhausted,
             "config": self._config.as_dict(),
         }
 
@@ -314,20 +316,27 @@ class RetryPolicy:
 
     # Typed as the identity: retrying changes neither parameters nor result,
     # so the wrapper keeps the function's exact type (sync or async).
-    def __call__(self, func: _F, /) -> _F:
+    @overload
+    def __call__(self, func: _F, /) -> _F: ...
+
+    @overload
+    def __call__(self, func: _CM, /) -> _CM: ...
+
+    def __call__(self, func: Any, /) -> Any:
         """
         Decorate *func* so that its failed calls are retried.
 
-        Works on sync and async functions and on methods; the wrapper keeps
-        the function's signature, name and docstring.
+        Works on sync and async functions, on methods, and on ``staticmethod``
+        and ``classmethod`` objects (whichever decorator is on top); the
+        wrapper keeps the function's signature, name and docstring.
 
         Raises:
             TypeError: *func* is not callable or is a generator function.
         """
-        check_decoratable(func, "retry policy")
-        retrier = _async_retrier if is_async_callable(func) else _sync_retrier
-        protected = specialize(retrier, func)(self, func)
-        return cast("_F", functools.wraps(func)(protected))
+        protected: Any = decorate(
+            func, "retry policy", self._protect_sync, self._protect_async
+        )
+        return protected
 
     def call_sync(
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
@@ -365,16 +374,64 @@ class RetryPolicy:
         result: R = await self._protect_async(func)(*args, **kwargs)
         return result
 
+    # A protector wraps one function. Its first attempt is inline, since that
+    # is all a healthy call does; retries run in _retry_sync / _retry_async.
+    # Retrying outside the except block keeps later errors free of an
+    # implicit __context__ pointing at this one; dropping the local
+    # afterwards keeps frame and traceback out of a reference cycle.
+
     def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        return _sync_retrier(self, func)
+        policy = self
+        pending = self._pending
+
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = func(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - retried or re-raised below
+                failure = error
+            else:
+                pending.append(None)
+                if len(pending) >= FOLD_AT:
+                    policy._fold()
+                return result
+            try:
+                return policy._retry_sync(func, args, kwargs, failure)
+            finally:
+                del failure
+
+        return protected
 
     def _protect_async(
         self, func: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        return _async_retrier(self, func)
+        policy = self
+        pending = self._pending
 
-    def _retry_sync(self, attempt: Callable[[], Any], error: Exception) -> Any:
-        """Retry *attempt* (the call, arguments bound) after it raised *error*."""
+        async def protected(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - retried or re-raised below
+                failure = error
+            else:
+                pending.append(None)
+                if len(pending) >= FOLD_AT:
+                    policy._fold()
+                return result
+            try:
+                return await policy._retry_async(func, args, kwargs, failure)
+            finally:
+                del failure
+
+        return protected
+
+    def _retry_sync(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: Exception,
+    ) -> Any:
+        """Retry ``func(*args, **kwargs)`` after its first attempt raised *error*."""
         first_failure = self._now()
         retry = 1
         previous = self._config.base_delay
@@ -386,24 +443,25 @@ class RetryPolicy:
                 if delay > 0:
                     (self._sleeper or _ports.current.sleeper).sleep_sync(delay)
                 try:
-                    result = attempt()
+                    result = func(*args, **kwargs)
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    if self._lock is None:  # see _count
-                        self._successes += 1
-                    else:
-                        self._count(successes=1)
+                    self._count(successes=1)
                     return result
                 retry += 1
                 previous = delay
         finally:
-            del error  # no frame-traceback cycle (see _sync_retrier)
+            del error  # no frame-traceback cycle (see the protectors)
 
     async def _retry_async(
-        self, attempt: Callable[[], Awaitable[Any]], error: Exception
+        self,
+        func: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: Exception,
     ) -> Any:
-        """Retry *attempt* (the call, arguments bound) after it raised *error*."""
+        """Retry ``func(*args, **kwargs)`` after its first attempt raised *error*."""
         first_failure = self._now()
         retry = 1
         previous = self._config.base_delay
@@ -415,19 +473,16 @@ class RetryPolicy:
                 if delay > 0:
                     await (self._sleeper or _ports.current.sleeper).sleep_async(delay)
                 try:
-                    result = await attempt()
+                    result = await func(*args, **kwargs)
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    if self._lock is None:  # see _count
-                        self._successes += 1
-                    else:
-                        self._count(successes=1)
+                    self._count(successes=1)
                     return result
                 retry += 1
                 previous = delay
         finally:
-            del error  # no frame-traceback cycle (see _sync_retrier)
+            del error  # no frame-traceback cycle (see the protectors)
 
     def _now(self) -> float:
         return (self._clock or _ports.current.clock).monotonic()
@@ -465,10 +520,7 @@ class RetryPolicy:
             if config.max_delay
             else 0.0
         )
-        if self._lock is None:  # see _count
-            self._retries += 1
-        else:
-            self._count(retries=1)
+        self._count(retries=1)
         if listening(self._sink):
             emit(
                 self._sink,
@@ -485,54 +537,3 @@ class RetryPolicy:
                 sink=self._sink,
             )
         return delay
-
-
-# The retriers build the function that runs each protected call, its first
-# attempt inlined, since that is all a healthy call does. For the decorator,
-# _inspect.specialize re-creates them with the decorated function's own
-# parameters instead of *args and **kwargs.
-
-
-def _sync_retrier(policy: RetryPolicy, func: Callable[..., Any]) -> Callable[..., Any]:
-    def protected(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = func(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - retried or re-raised below
-            failure = error
-        else:
-            if policy._lock is None:  # see _count: one update, no call, no lock
-                policy._successes += 1
-            else:
-                policy._count(successes=1)
-            return result
-        # Retrying outside the except block keeps later errors free of an
-        # implicit __context__ pointing at this one. Dropping the local
-        # afterwards keeps frame and traceback out of a reference cycle.
-        try:
-            return policy._retry_sync(lambda: func(*args, **kwargs), failure)
-        finally:
-            del failure
-
-    return protected
-
-
-def _async_retrier(
-    policy: RetryPolicy, func: Callable[..., Awaitable[Any]]
-) -> Callable[..., Coroutine[Any, Any, Any]]:
-    async def protected(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = await func(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - retried or re-raised below
-            failure = error
-        else:
-            if policy._lock is None:  # see _count: one update, no call, no lock
-                policy._successes += 1
-            else:
-                policy._count(successes=1)
-            return result
-        try:
-            return await policy._retry_async(lambda: func(*args, **kwargs), failure)
-        finally:
-            del failure
-
-    return protected

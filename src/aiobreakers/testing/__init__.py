@@ -12,6 +12,8 @@ Test doubles for code that uses aiobreakers: no sleeping, no patching.
 This package is never imported by :mod:`aiobreakers` itself.
 """
 
+from aiobreakers._public import publish as _publish
+
 from ._clock import FakeClock as FakeClock
 from ._fakes import Fakes as Fakes
 from ._fakes import fakes as fakes
@@ -35,3 +37,5 @@ __all__ = [
     "fakes",
     "track_breakers",
 ]
+
+_publish(__name__, globals())

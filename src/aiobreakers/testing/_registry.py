@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiobreakers import CircuitBreaker, CircuitState
-from aiobreakers._breaker import track_breakers, tracked_breakers
+from aiobreakers._registry import registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = ["BreakerRegistry", "track_breakers"]
+
+
+def track_breakers() -> None:
+    """
+    Start remembering (weakly) every breaker made from now on.
+
+    :class:`BreakerRegistry` knows the breakers made after the first call.
+    The pytest plugin calls it as it loads.
+    """
+    registry.track()
 
 
 class BreakerRegistry:
@@ -31,10 +41,10 @@ class BreakerRegistry:
 
     def __iter__(self) -> Iterator[CircuitBreaker[..., Any]]:
         """Iterate over the live breakers."""
-        return iter(tracked_breakers())
+        return iter(registry.breakers())
 
     def __len__(self) -> int:
-        return len(tracked_breakers())
+        return len(registry.breakers())
 
     def named(self, name: str) -> list[CircuitBreaker[..., Any]]:
         """Return every live breaker called *name* (names need not be unique)."""

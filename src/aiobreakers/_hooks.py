@@ -1,0 +1,106 @@
+"""
+Hooks: user callbacks run when a breaker or policy does something.
+
+Sync callbacks run inline, after the owner's lock is released. An async
+callback is scheduled as a task on the running event loop (the task is kept
+referenced until it finishes), or, with no loop running, run to completion in
+place. A callback that raises is logged and reported as a
+:class:`~aiobreakers.HookFailed` event; it never breaks the protected call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from ._events import HookFailed, emit, logger
+
+if TYPE_CHECKING:
+    from ._ports import EventSink
+
+__all__ = ["Hook", "check_hook", "report_hook_failure", "run_hooks"]
+
+Hook: TypeAlias = Callable[..., "Awaitable[object] | object"]
+
+# Async hook tasks, kept referenced until they finish: the event loop holds
+# only weak references to tasks, so an unreferenced one may vanish mid-run.
+_running_hooks: Final[set[asyncio.Task[Any]]] = set()
+
+
+def check_hook(callback: object, hook: str) -> None:
+    """Raise :class:`TypeError` unless *callback* can be registered as a hook."""
+    if not callable(callback):
+        raise TypeError(f"{hook} callback must be callable, got {callback!r}")
+
+
+def run_hooks(
+    callbacks: Sequence[Hook],
+    args: tuple[Any, ...],
+    *,
+    owner: str,
+    hook: str,
+    sink: EventSink | None,
+) -> None:
+    """
+    Run each callback with *args*; report, never raise, what they raise.
+
+    Sync callbacks run inline. A callback that returns an awaitable (an async
+    function) is scheduled as a task on the running event loop, or, with no
+    loop running in this thread, run to completion right here.
+    """
+    for callback in callbacks:
+        _run_hook(callback, args, owner=owner, hook=hook, sink=sink)
+
+
+def _run_hook(
+    callback: Hook,
+    args: tuple[Any, ...],
+    *,
+    owner: str,
+    hook: str,
+    sink: EventSink | None,
+) -> None:
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            _schedule(result, owner=owner, hook=hook, sink=sink)
+    except Exception as error:  # noqa: BLE001 - a hook must never break a call
+        report_hook_failure(error, owner=owner, hook=hook, sink=sink)
+
+
+def report_hook_failure(
+    error: Exception, *, owner: str, hook: str, sink: EventSink | None
+) -> None:
+    """Log a failed hook and emit :class:`HookFailed`."""
+    logger.error("%s hook of %r failed", hook, owner, exc_info=error)
+    emit(sink, HookFailed(name=owner, hook=hook, error=error))
+
+
+def _schedule(
+    awaitable: Awaitable[object], *, owner: str, hook: str, sink: EventSink | None
+) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # No loop in this thread: run it in place rather than drop it or
+        # leave a coroutine never awaited.
+        asyncio.run(_await(awaitable))
+        return
+    task = loop.create_task(_await(awaitable))
+    _running_hooks.add(task)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        _running_hooks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, Exception):
+            report_hook_failure(error, owner=owner, hook=hook, sink=sink)
+
+    task.add_done_callback(done)
+
+
+async def _await(awaitable: Awaitable[object]) -> object:
+    return await awaitable
