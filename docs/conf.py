@@ -118,7 +118,7 @@ _STDLIB = [
     "type",
     "random",
 ]
-_TYPE_VARIABLES = ["P", "R", "Q", "T", "_F", "_FR", "RetryHook", "_E"]
+_TYPE_VARIABLES = ["P", "R", "Q", "T", "_F", "_FR", "_CM", "RetryHook", "_E"]
 _PRIVATE = [
     "aiobreakers._breaker._NoFallback",
     "aiobreakers._ports._Keep",
@@ -127,7 +127,7 @@ _PRIVATE = [
 ]
 # The same type variables, named by the private module that defines them.
 nitpick_ignore_regex = [
-    (r"py:(class|obj)", r"aiobreakers\._\w+\.(_?[A-Z]|_F|_FR|_E|RetryHook)"),
+    (r"py:(class|obj)", r"aiobreakers\._\w+\.(_?[A-Z]|_F|_FR|_E|_CM|RetryHook)"),
 ]
 nitpick_ignore = [
     (role, name)

@@ -171,7 +171,6 @@ class CircuitBreaker(Generic[P, R]):
     __slots__ = (
         "__weakref__",
         "_blocks",
-        "_config",
         "_duration",
         "_failures",
         "_fallback",
@@ -230,7 +229,6 @@ class CircuitBreaker(Generic[P, R]):
         if fallback is not None and not callable(fallback):
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         self._name = name
-        self._config = config
         # Stored erased: R must not appear in a mutable attribute.
         self._fallback: Callable[..., Any] | None = fallback
         # The process-wide defaults are a Timer too, read at each call.
@@ -282,7 +280,7 @@ class CircuitBreaker(Generic[P, R]):
     @property
     def config(self) -> BreakerConfig:
         """The breaker's configuration."""
-        return self._config
+        return self._machine.config
 
     @property
     def state(self) -> CircuitState:
@@ -692,7 +690,7 @@ class CircuitBreaker(Generic[P, R]):
         self, spell: Spell, start: float | None, error: Exception | None
     ) -> None:
         """Record, under the lock, the outcome of a call admitted under *spell*."""
-        failed = error is not None and self._config.counts_as_failure(error)
+        failed = error is not None and self._machine.config.counts_as_failure(error)
         with self._lock or self._guard():
             now = self._timer.monotonic()
             if self._pending:
@@ -832,6 +830,7 @@ class CircuitBreaker(Generic[P, R]):
         timer = self._timer
         current = _ports.current
         window, warm = self._bulk_window()
+        name = self._name
 
         def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
@@ -863,7 +862,7 @@ class CircuitBreaker(Generic[P, R]):
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
                         if breaker._fallback is None:
-                            raise CircuitOpenError(breaker._name, spell.until - now)
+                            raise CircuitOpenError(name, spell.until - now)
                         return breaker._fallback(*args, **kwargs)
             return breaker._run_sync(func, args, kwargs)
 
@@ -878,6 +877,7 @@ class CircuitBreaker(Generic[P, R]):
         timer = self._timer
         current = _ports.current
         window, warm = self._bulk_window()
+        name = self._name
 
         async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
@@ -909,7 +909,7 @@ class CircuitBreaker(Generic[P, R]):
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
                         if breaker._fallback is None:
-                            raise CircuitOpenError(breaker._name, spell.until - now)
+                            raise CircuitOpenError(name, spell.until - now)
                         served = breaker._fallback(*args, **kwargs)
                         return (await served) if inspect.isawaitable(served) else served
             return await breaker._run_async(func, args, kwargs)

@@ -136,6 +136,13 @@ class RetryConfig:
 
 _DEFAULT_CONFIG: Final = RetryConfig()
 
+# The tokens a protected call leaves: it succeeded, one of its attempts is
+# retried, it failed (not retryable), or its retries ran out.
+_SUCCEEDED: Final = None
+_RETRIED: Final = object()
+_FAILED: Final = object()
+_EXHAUSTED: Final = object()
+
 
 class RetryMetrics(TypedDict):
     """The snapshot :meth:`RetryPolicy.get_metrics` returns (a plain dict)."""
@@ -232,10 +239,10 @@ class RetryPolicy:
         self._failures = 0
         self._retries = 0
         self._exhausted = 0
-        # Every count is taken under this lock, but for first attempts that
-        # succeed: those leave a token on the pending list (see _tally).
+        # Outcomes leave a token on the pending list, folded into the counts
+        # under this lock (see _tally): a policy decides nothing under a lock.
         self._lock = threading.Lock()
-        self._pending: list[None] = []
+        self._pending: list[object] = []
 
     @property
     def name(self) -> str:
@@ -266,29 +273,34 @@ class RetryPolicy:
         self._hooks = (*self._hooks, callback)
         return callback
 
-    def _count(
-        self,
-        *,
-        successes: int = 0,
-        failures: int = 0,
-        retries: int = 0,
-        exhausted: int = 0,
-    ) -> None:
-        with self._lock:
-            self._successes += successes
-            self._failures += failures
-            self._retries += retries
-            self._exhausted += exhausted
+    def _count(self, token: object) -> None:
+        """Count one outcome: leave its token for the next fold (see _tally)."""
+        pending = self._pending
+        pending.append(token)
+        if len(pending) >= FOLD_AT:
+            self._fold()
 
     def _fold(self) -> None:
-        """Count the first attempts that succeeded, from their pending tokens."""
         with self._lock:
-            self._successes += len(take(self._pending))
+            self._fold_pending()
+
+    def _fold_pending(self) -> None:
+        """Under the lock: count the outcomes whose tokens are pending."""
+        tokens = take(self._pending)
+        if not tokens:
+            return
+        retries = tokens.count(_RETRIED)
+        failures = tokens.count(_FAILED)
+        exhausted = tokens.count(_EXHAUSTED)
+        self._retries += retries
+        self._failures += failures + exhausted
+        self._exhausted += exhausted
+        self._successes += len(tokens) - retries - failures - exhausted
 
     def reset(self) -> None:
         """Zero the policy's counters (the configuration and hooks stay)."""
         with self._lock:
-            take(self._pending)
+            take(self._pending)  # outcomes from before the reset
             self._successes = self._failures = self._retries = self._exhausted = 0
 
     def get_metrics(self) -> RetryMetrics:
@@ -299,7 +311,7 @@ class RetryPolicy:
         lock, at one moment.
         """
         with self._lock:
-            self._successes += len(take(self._pending))
+            self._fold_pending()
             successes, failures = self._successes, self._failures
             retries, exhausted = self._retries, self._exhausted
         return {
@@ -390,7 +402,7 @@ class RetryPolicy:
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
                 failure = error
             else:
-                pending.append(None)
+                pending.append(_SUCCEEDED)
                 if len(pending) >= FOLD_AT:
                     policy._fold()
                 return result
@@ -413,7 +425,7 @@ class RetryPolicy:
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
                 failure = error
             else:
-                pending.append(None)
+                pending.append(_SUCCEEDED)
                 if len(pending) >= FOLD_AT:
                     policy._fold()
                 return result
@@ -447,7 +459,7 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    self._count(successes=1)
+                    self._count(_SUCCEEDED)
                     return result
                 retry += 1
                 previous = delay
@@ -477,7 +489,7 @@ class RetryPolicy:
                 except Exception as next_error:  # noqa: BLE001 - retried or re-raised
                     error = next_error
                 else:
-                    self._count(successes=1)
+                    self._count(_SUCCEEDED)
                     return result
                 retry += 1
                 previous = delay
@@ -497,10 +509,10 @@ class RetryPolicy:
         """Decide on a failed attempt: the delay before *retry*, or ``None``."""
         config = self._config
         if not config.should_retry(error):
-            self._count(failures=1)
+            self._count(_FAILED)
             return None
         if retry > config.max_retries:
-            self._count(failures=1, exhausted=1)
+            self._count(_EXHAUSTED)
             if listening(self._sink):
                 emit(
                     self._sink,
@@ -520,7 +532,7 @@ class RetryPolicy:
             if config.max_delay
             else 0.0
         )
-        self._count(retries=1)
+        self._count(_RETRIED)
         if listening(self._sink):
             emit(
                 self._sink,

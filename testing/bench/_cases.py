@@ -3,21 +3,26 @@
 A case names a baseline body (the bare call it is compared with) and a builder
 that returns the same call protected by one library. Builders raise
 :class:`~_impls.Skip` when a library cannot do the case.
+
+The decorating measurement is not a ratio case: :func:`fresh_fetch` and
+:func:`decorator_for` give it a new function to decorate and each library's
+decorator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from _impls import FAILURE_THRESHOLD, MAX_RETRIES, SUBJECT, Skip
+from _impls import FAILURE_THRESHOLD, MAX_RETRIES, SUBJECT, BreakerLib, RetryLib, Skip
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from _impls import BreakerLib, Fn, RetryLib
+    from _impls import Decorator, Fn, Library, Protect
     from _measure import Body
 
 SENTINEL = 42
@@ -76,7 +81,7 @@ class TimingCase:
     crowded: bool = False
 
 
-def _sync_guard(lib: BreakerLib) -> Callable[[Any, str, Fn], Fn]:
+def _sync_guard(lib: BreakerLib) -> Protect:
     if lib.sync is None:
         raise Skip("n/a")
     return lib.sync
@@ -90,6 +95,20 @@ def _breaker_success_async(lib: BreakerLib, module: Any) -> Body:
     if lib.async_ is None:
         raise Skip("n/a")
     return lib.async_(module, unique("async"), ok_async)
+
+
+def _variant(
+    protect: Callable[[BreakerLib], Protect | None],
+) -> Callable[[BreakerLib, Any], Body]:
+    """Build a success case through a breaker with one extra: a hook, a clock..."""
+
+    def build(lib: BreakerLib, module: Any) -> Body:
+        adapter = protect(lib)
+        if adapter is None:
+            raise Skip("n/a")
+        return adapter(module, unique("variant"), ok)
+
+    return build
 
 
 def _breaker_window_success(lib: BreakerLib, module: Any) -> Body:
@@ -173,6 +192,38 @@ def _retry_success_async(lib: RetryLib, module: Any) -> Body:
     return lib.wrap(module, ok_async)
 
 
+URL = "https://example.invalid/"
+
+
+def fresh_fetch() -> Fn:
+    """Return a new function ``fetch``, never decorated before, to decorate."""
+
+    def fetch(url: str, timeout: float = 5.0) -> str:
+        del timeout
+        return url
+
+    return fetch
+
+
+def decorator_for(lib: Library, module: Any) -> Decorator:
+    """Return ``lib``'s decorator: one breaker or one retry policy, reused."""
+    if isinstance(lib, BreakerLib):
+        return lib.decorator(module, unique("decorate"))
+    if isinstance(lib, RetryLib):
+        return lib.policy(module)
+    raise TypeError(f"not a breaker or retry library: {lib!r}")
+
+
+def bare_decorator(fn: Fn) -> Fn:
+    """Decorate by hand: the ``functools.wraps`` closure every library writes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _scale_case(*, crowded: bool) -> TimingCase:
     alive = "{population:,} breakers" if crowded else "1 breaker"
     return TimingCase(
@@ -197,7 +248,7 @@ CASES: tuple[TimingCase, ...] = (
         baseline="f()",
         bare=lambda: ok,
         build=breaker_success,
-        target=10,
+        target=12,
     ),
     TimingCase(
         key="breaker_async_success",
@@ -207,7 +258,7 @@ CASES: tuple[TimingCase, ...] = (
         baseline="await f() in a running loop",
         bare=lambda: ok_async,
         build=_breaker_success_async,
-        target=4,
+        target=5,
     ),
     TimingCase(
         key="breaker_window_success",
@@ -217,6 +268,36 @@ CASES: tuple[TimingCase, ...] = (
         baseline="f()",
         bare=lambda: ok,
         build=_breaker_window_success,
+        target=20,
+    ),
+    TimingCase(
+        key="breaker_hook_success",
+        title="sync breaker, success, a hook registered for opening",
+        kind="sync",
+        family="breaker",
+        baseline="f()",
+        bare=lambda: ok,
+        build=_variant(lambda lib: lib.on_open),
+        target=12,
+    ),
+    TimingCase(
+        key="breaker_clock_success",
+        title="sync breaker, success, an injected clock",
+        kind="sync",
+        family="breaker",
+        baseline="f()",
+        bare=lambda: ok,
+        build=_variant(lambda lib: lib.clocked),
+        target=12,
+    ),
+    TimingCase(
+        key="breaker_sink_success",
+        title="sync breaker, success, a sink hearing every event",
+        kind="sync",
+        family="breaker",
+        baseline="f()",
+        bare=lambda: ok,
+        build=_variant(lambda lib: lib.sunk),
         target=None,
     ),
     TimingCase(

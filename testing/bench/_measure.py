@@ -3,6 +3,10 @@
 A *body* is a zero-argument callable: one logical call of the case being measured
 (for async cases it returns an awaitable). A *sampler* runs a body ``n`` times and
 returns the cost of one call in nanoseconds.
+
+The decorating measurement times a decorator applied to fresh functions
+instead (:func:`decoration_sampler`) and checks what decorating leaves behind
+(:func:`retained_per_call`).
 """
 
 from __future__ import annotations
@@ -107,6 +111,29 @@ def threaded_sampler(body: Body, threads: int) -> Sampler:
     return sample
 
 
+def decoration_sampler(
+    decorate: Callable[[Any], object], fresh: Callable[[], Any]
+) -> Sampler:
+    """Time ``decorate(fn)`` on ``n`` functions made by ``fresh()``, each new.
+
+    The functions are made before the clock starts, so only decorating them is
+    timed; each wrapper is dropped at once, so freeing it is timed too. A
+    decorator meeting a function it has seen before could answer from a cache:
+    none of these functions has been decorated before.
+    """
+
+    def sample(n: int) -> float:
+        functions = [fresh() for _ in repeat(None, n)]
+        start = time.perf_counter_ns()
+        for fn in functions:
+            decorate(fn)
+        elapsed = time.perf_counter_ns() - start
+        functions.clear()
+        return elapsed / n
+
+    return sample
+
+
 def _iterations(per_call_ns: float, target_ns: float) -> int:
     return max(1, min(_MAX_ITERATIONS, round(target_ns / max(per_call_ns, 0.1))))
 
@@ -189,7 +216,7 @@ def bytes_per_object(make: Callable[[str], object], count: int) -> float:
     return (after - before) / count
 
 
-def _allocation_probe(body: Body, calls: int) -> tuple[int, int]:
+def _allocation_probe(body: Body, calls: int, settle: Body) -> tuple[int, int]:
     """Return (peak, retained) traced bytes around ``calls`` calls of ``body``."""
     loop = repeat(None, calls)
     with _traced():
@@ -197,20 +224,51 @@ def _allocation_probe(body: Body, calls: int) -> tuple[int, int]:
         tracemalloc.reset_peak()
         for _ in loop:
             body()
+        settle()
         after, peak = tracemalloc.get_traced_memory()
     return peak - before, after - before
 
 
-def allocations(body: Body, calls: int) -> tuple[int, int]:
+def _nothing() -> None:
+    """Settle nothing: most libraries hold no buffer between calls."""
+
+
+def allocations(body: Body, calls: int, settle: Body = _nothing) -> tuple[int, int]:
     """Return the bytes ``calls`` calls of ``body`` allocate, as (peak, retained).
 
     *peak* is the most memory held at once beyond what was held before the first
     call (a call that allocates and frees shows up here); *retained* is what is
-    still held after the last call. The probe's own bookkeeping is measured with
-    zero calls and subtracted, so a bare function reports (0, 0).
+    still held after the last call and ``settle()``, which lets a library
+    empty a bounded buffer it keeps between calls (aiobreakers' pending
+    tokens). The probe's own bookkeeping, ``settle()`` included, is measured
+    with zero calls and subtracted, so a bare function reports (0, 0).
     """
     for _ in range(calls):
         body()
-    empty_peak, empty_retained = _allocation_probe(body, 0)
-    peak, retained = _allocation_probe(body, calls)
+    empty_peak, empty_retained = _allocation_probe(body, 0, settle)
+    peak, retained = _allocation_probe(body, calls, settle)
     return peak - empty_peak, retained - empty_retained
+
+
+def _retention_probe(body: Body, calls: int) -> int:
+    """Return the traced bytes still held after ``calls`` calls and a collection."""
+    loop = repeat(None, calls)
+    with _traced():
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in loop:
+            body()
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    return after - before
+
+
+def retained_per_call(body: Body, calls: int) -> float:
+    """Return the bytes that each call of ``body`` leaves held, after ``gc.collect()``.
+
+    ``body`` is run once first, so that one-time work (caches filled on first
+    use, imports) is not counted. As for :func:`allocations`, the probe's own
+    bookkeeping is measured with zero calls and subtracted.
+    """
+    body()
+    empty = _retention_probe(body, 0)
+    return (_retention_probe(body, calls) - empty) / calls

@@ -1,10 +1,11 @@
-"""Results: the stdout table and the JSON document."""
+"""Results: the stdout tables and the JSON document."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from _impls import SUBJECT
 from _measure import Timing
 
 BARE = "bare"
@@ -12,6 +13,26 @@ BARE = "bare"
 # A measured value, or a status saying why there is none ("not installed", "n/a").
 Outcome = Timing | str
 Allocation = tuple[int, int, int, int] | str
+# Microseconds per decoration and bytes each decoration leaves held, or a status.
+Decoration = tuple[float, float] | str
+
+# How far ahead of the best peer the subject should be on a timed case: the
+# best peer's ratio divided by the subject's.
+LEAD_WANTED = 2.0
+
+
+@dataclass(frozen=True)
+class Lead:
+    """How far the subject is ahead of the fastest peer that can do a case."""
+
+    best_peer: str
+    best_peer_ratio: float
+    factor: float  # the best peer's ratio / the subject's ratio
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the subject is at least ``LEAD_WANTED`` times ahead."""
+        return self.factor >= LEAD_WANTED
 
 
 @dataclass(frozen=True)
@@ -23,6 +44,34 @@ class CaseResult:
     baseline: str
     target: float | None
     outcomes: dict[str, Outcome]
+
+    def _subject_ratio(self) -> float | None:
+        outcome = self.outcomes.get(SUBJECT)
+        return None if outcome is None or isinstance(outcome, str) else outcome.ratio
+
+    @property
+    def target_met(self) -> bool | None:
+        """Whether the subject meets the target; ``None`` if there is none to meet."""
+        ratio = self._subject_ratio()
+        if self.target is None or ratio is None:
+            return None
+        return ratio <= self.target
+
+    @property
+    def lead(self) -> Lead | None:
+        """The subject's lead on the best peer; ``None`` if either is missing."""
+        ratio = self._subject_ratio()
+        peers = {
+            name: outcome.ratio
+            for name, outcome in self.outcomes.items()
+            if name not in {BARE, SUBJECT} and not isinstance(outcome, str)
+        }
+        if ratio is None or not peers:
+            return None
+        best = min(peers, key=peers.__getitem__)
+        return Lead(
+            best_peer=best, best_peer_ratio=peers[best], factor=peers[best] / ratio
+        )
 
 
 @dataclass(frozen=True)
@@ -52,7 +101,7 @@ class AllocationResult:
 
     calls: int
     outcomes: dict[str, Allocation]
-    subject: str
+    subject: str = SUBJECT
 
     @property
     def subject_stays_flat(self) -> bool | None:
@@ -65,7 +114,49 @@ class AllocationResult:
         return growth <= GROWTH_SLACK_BYTES and peak <= GROWTH_SLACK_BYTES * 8
 
 
+DECORATE_FAMILIES = {
+    "breaker": "@breaker, one breaker reused",
+    "retry": "@policy, one retry policy reused",
+}
+
+
+@dataclass(frozen=True)
+class DecorateResult:
+    """
+    What decorating a fresh function costs, with a breaker and a retry policy.
+
+    ``outcomes`` maps each family (``"breaker"``, ``"retry"``) to the outcome
+    of the bare decorator and of every library: microseconds per decoration,
+    and the bytes each of ``decorations`` decorate-call-drop cycles left held.
+    """
+
+    function: str
+    decorations: int
+    target_us: float
+    slack_bytes: float  # allowed per decoration
+    one_off_bytes: float  # allowed once, whatever the number of decorations
+    outcomes: dict[str, dict[str, Decoration]]
+
+    @property
+    def allowed_bytes(self) -> float:
+        """The bytes kept per decoration that still count as ~0, for this run."""
+        return self.slack_bytes + self.one_off_bytes / self.decorations
+
+    @property
+    def subject_meets_target(self) -> bool | None:
+        """Whether the subject is fast and leaves ~nothing; ``None`` if unmeasured."""
+        verdicts = []
+        for family in self.outcomes.values():
+            outcome = family.get(SUBJECT)
+            if outcome is None or isinstance(outcome, str):
+                return None
+            micros, retained = outcome
+            verdicts.append(micros <= self.target_us and retained <= self.allowed_bytes)
+        return all(verdicts) if verdicts else None
+
+
 _NAME_WIDTH = 16
+_VERDICT = {None: "not measured", True: "PASS", False: "FAIL"}
 
 
 def _row(name: str, *cells: str) -> str:
@@ -74,6 +165,19 @@ def _row(name: str, *cells: str) -> str:
 
 def _status_row(name: str, status: str) -> str:
     return f"  {name:<{_NAME_WIDTH}}    {status}"
+
+
+def _lead_text(case: CaseResult) -> str:
+    lead = case.lead
+    if lead is None:
+        if case.target_met is None:
+            return f"no lead: {SUBJECT} not measured"
+        return "no peer can"
+    wanted = "yes" if lead.wanted else "no"
+    return (
+        f"{lead.factor:,.2f}x ahead of {lead.best_peer} {lead.best_peer_ratio:,.2f}x"
+        f" (>= {LEAD_WANTED:g}x: {wanted})"
+    )
 
 
 def case_block(case: CaseResult) -> str:
@@ -88,6 +192,43 @@ def case_block(case: CaseResult) -> str:
             lines.append(
                 _row(name, f"{outcome.ns_per_call:,.1f}", f"{outcome.ratio:,.2f}x")
             )
+    if case.target is not None:
+        met = {None: "not measured", True: "met", False: "MISSED"}[case.target_met]
+        lines.append(f"  {SUBJECT}: target {met}; {_lead_text(case)}")
+    return "\n".join(lines)
+
+
+def summary_block(
+    cases: list[CaseResult], memory: MemoryResult, decorate: DecorateResult
+) -> str:
+    """Return the closing table: every target, and the lead on the best peer."""
+    width = max(len(case.key) for case in cases)
+    lines = [
+        (
+            f"targets of {SUBJECT}  (lead: best peer ratio / {SUBJECT} ratio,"
+            f" >= {LEAD_WANTED:g}x wanted)"
+        ),
+        f"  {'case':<{width}}  {'target':>8}  {SUBJECT:>11}  {'met':>6}  lead",
+    ]
+    for case in cases:
+        if case.target is None:
+            continue
+        outcome = case.outcomes.get(SUBJECT)
+        value = "-" if not isinstance(outcome, Timing) else f"{outcome.ratio:,.2f}x"
+        met = {None: "-", True: "yes", False: "NO"}[case.target_met]
+        lines.append(
+            f"  {case.key:<{width}}  {f'<= {case.target:g}x':>8}  {value:>11}"
+            f"  {met:>6}  {_lead_text(case)}"
+        )
+    size = memory.outcomes.get(SUBJECT, "not measured")
+    shown = size if isinstance(size, str) else f"{size:,.0f}"
+    lines.append(
+        f"  bytes per breaker: {SUBJECT} {shown} (target <= {memory.target:g})"
+    )
+    lines.append(
+        f"  decorating: <= {decorate.target_us:g} us and ~0 bytes kept per"
+        f" decoration: {_VERDICT[decorate.subject_meets_target]}"
+    )
     return "\n".join(lines)
 
 
@@ -109,9 +250,7 @@ def memory_block(memory: MemoryResult) -> str:
 
 def allocation_block(result: AllocationResult) -> str:
     """Return the text block of the allocation check."""
-    verdict = {None: "not measured", True: "PASS", False: "FAIL"}[
-        result.subject_stays_flat
-    ]
+    verdict = _VERDICT[result.subject_stays_flat]
     lines = [
         (
             f"bytes held over {result.calls:,} and {result.calls * 10:,} success calls"
@@ -125,6 +264,50 @@ def allocation_block(result: AllocationResult) -> str:
         else:
             lines.append(_row(name, *(f"{value:,}" for value in outcome)))
     return "\n".join(lines)
+
+
+def decorate_block(result: DecorateResult) -> str:
+    """Return the text block of the decorating measurement."""
+    lines = [
+        (
+            f"decorating a fresh `{result.function}`; kept: bytes still held per"
+            f" decoration after {result.decorations:,} decorate-call-drop cycles"
+            f" and gc.collect()  ({SUBJECT} <= {result.target_us:g} us and"
+            f" <= {result.allowed_bytes:.3g} bytes kept:"
+            f" {_VERDICT[result.subject_meets_target]})"
+        ),
+        _row("", "us/decoration", "bytes kept"),
+    ]
+    for family, outcomes in result.outcomes.items():
+        lines.append(f"  {DECORATE_FAMILIES[family]}")
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, str):
+                lines.append(_status_row(name, outcome))
+            else:
+                micros, retained = outcome
+                lines.append(_row(name, f"{micros:,.2f}", f"{retained:,.1f}"))
+    return "\n".join(lines)
+
+
+def _lead_json(lead: Lead | None) -> dict[str, Any] | None:
+    if lead is None:
+        return None
+    return {
+        "best_peer": lead.best_peer,
+        "best_peer_ratio": round(lead.best_peer_ratio, 3),
+        "factor": round(lead.factor, 3),
+        "at_least_2x": lead.wanted,
+    }
+
+
+def _decoration_json(outcome: Decoration) -> dict[str, Any]:
+    if isinstance(outcome, str):
+        return {"status": outcome}
+    micros, retained = outcome
+    return {
+        "us_per_decoration": round(micros, 3),
+        "retained_bytes_per_decoration": round(retained, 2),
+    }
 
 
 def _outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -141,6 +324,7 @@ def to_json(
     cases: list[CaseResult],
     memory: MemoryResult,
     allocations: AllocationResult,
+    decorate: DecorateResult,
 ) -> dict[str, Any]:
     """Return the machine-readable document that ``--json`` writes."""
     return {
@@ -150,6 +334,8 @@ def to_json(
                 "title": case.title,
                 "baseline": case.baseline,
                 "target_ratio": case.target,
+                "target_met": case.target_met,
+                "lead": _lead_json(case.lead),
                 "results": {
                     name: _outcome_json(outcome)
                     for name, outcome in case.outcomes.items()
@@ -182,6 +368,24 @@ def to_json(
                     )
                 )
                 for name, outcome in allocations.outcomes.items()
+            },
+        },
+        "decorate": {
+            "function": decorate.function,
+            "decorations": decorate.decorations,
+            "target_us": decorate.target_us,
+            "retained_slack_bytes": round(decorate.allowed_bytes, 3),
+            "retained_one_off_bytes": decorate.one_off_bytes,
+            "subject_meets_target": decorate.subject_meets_target,
+            **{
+                family: {
+                    "title": DECORATE_FAMILIES[family],
+                    "results": {
+                        name: _decoration_json(outcome)
+                        for name, outcome in outcomes.items()
+                    },
+                }
+                for family, outcomes in decorate.outcomes.items()
             },
         },
     }

@@ -46,7 +46,7 @@ def _measured(results: dict[str, dict[str, Any]], field: str) -> dict[str, float
 
 
 def panels(document: dict[str, Any]) -> list[Panel]:
-    """Return the panels to draw: one per timed case, then memory and allocations."""
+    """Return the panels: one per timed case, memory, allocations, decorating."""
     charts = [
         Panel(
             title=case["title"],
@@ -76,6 +76,18 @@ def panels(document: dict[str, Any]) -> list[Panel]:
             target=None,
             log=False,
         )
+    )
+    decorate = document.get("decorate", {})  # not in runs older than it
+    charts.extend(
+        Panel(
+            title=f"decorating a fresh function, {decorate[family]['title']}",
+            values=_measured(decorate[family]["results"], "us_per_decoration"),
+            unit="microseconds per decoration",
+            target=decorate["target_us"],
+            log=False,
+        )
+        for family in ("breaker", "retry")
+        if family in decorate
     )
     return [chart for chart in charts if chart.values]
 
