@@ -201,6 +201,8 @@ class Model:
     def reset(self, now: float) -> None:
         if self.state is CLOSED:
             self.spell += 1  # calls admitted before the reset are late now
+        for call in self.in_flight:
+            call.record.probe = False  # reset frees every probe slot
         self.enter(CLOSED, now)
         self.consecutive_failures = 0
         self.half_open_successes = 0

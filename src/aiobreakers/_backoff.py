@@ -34,6 +34,11 @@ class BackoffStrategy(StrValueEnum):
     These are the strategies of the AWS Architecture Blog's "Exponential
     Backoff And Jitter". ``FULL_JITTER`` spreads retries of many clients the
     most and is the default.
+
+    Each draw ``uniform(a, b)`` is clamped into the range it was asked for,
+    whatever the :class:`~aiobreakers.RandomSource` answers: a value above
+    ``b`` becomes ``b``, one below ``a`` (or NaN) becomes ``a``. So no delay
+    ever leaves ``[0, max_delay]``, whatever the source draws.
     """
 
     EXPONENTIAL = "exponential"
@@ -69,14 +74,35 @@ class BackoffStrategy(StrValueEnum):
             A delay between ``0`` and ``max_delay``.
         """
         if self is BackoffStrategy.DECORRELATED:
-            return min(max_delay, random.uniform(base_delay, 3.0 * previous))
+            drawn = _draw(random, base_delay, 3.0 * previous)
+            return _clamp(drawn, 0.0, max_delay)
         cap = exponential_cap(retry, base_delay, max_delay)
         if self is BackoffStrategy.EXPONENTIAL:
             return cap
         if self is BackoffStrategy.FULL_JITTER:
-            return random.uniform(0.0, cap)
+            return _draw(random, 0.0, cap)
         half = cap / 2.0
-        return half + random.uniform(0.0, half)
+        return min(cap, half + _draw(random, 0.0, half))
+
+
+def _draw(random: RandomSource, a: float, b: float) -> float:
+    """
+    Return ``random.uniform(a, b)``, clamped into the range it was asked for.
+
+    A user's random source may answer anything; clamping here keeps every
+    delay within ``[0, max_delay]``. ``a > b`` is allowed, as for
+    :func:`random.uniform`; NaN becomes the low end (*a*, in every range a
+    strategy asks for).
+    """
+    value = random.uniform(a, b)
+    return _clamp(value, a, b) if a <= b else _clamp(value, b, a)
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    """Return *value* moved into ``[low, high]``; NaN becomes *low*."""
+    if value >= low:
+        return min(value, high)
+    return low
 
 
 def exponential_cap(retry: int, base_delay: float, max_delay: float) -> float:

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from ._machine import Spell
+    from ._machine import Spell, Ticket
 
 __all__ = ["Block", "OpenBlocks"]
 
@@ -27,14 +27,21 @@ __all__ = ["Block", "OpenBlocks"]
 class Block:
     """One open ``with`` block: what its ``__exit__`` needs."""
 
-    __slots__ = ("outer", "owner", "spell", "start")
+    __slots__ = ("outer", "owner", "spell", "start", "ticket")
 
     def __init__(
-        self, owner: OpenBlocks, spell: Spell, start: float, outer: Block | None
+        self,
+        owner: OpenBlocks,
+        spell: Spell,
+        start: float,
+        ticket: Ticket,
+        outer: Block | None,
     ) -> None:
         self.owner = owner
         self.spell = spell
         self.start = start
+        # What the block's probe slot, if it took one, is held under.
+        self.ticket = ticket
         self.outer = outer
 
 
@@ -53,9 +60,13 @@ class OpenBlocks:
         self._lock = threading.Lock()
         self._blocks: list[Block] = []
 
-    def enter(self, spell: Spell, start: float) -> None:
-        """Open a block admitted under *spell* at time *start*."""
-        block = Block(self, spell, start, _innermost.get())
+    def renew_after_fork(self) -> None:
+        """In a forked child: a new lock (the parent's may be held for good)."""
+        self._lock = threading.Lock()
+
+    def enter(self, spell: Spell, start: float, ticket: Ticket) -> None:
+        """Open a block admitted under *spell* with *ticket* at time *start*."""
+        block = Block(self, spell, start, ticket, _innermost.get())
         with self._lock:
             self._blocks.append(block)
         _innermost.set(block)
@@ -63,6 +74,8 @@ class OpenBlocks:
     def exit(self, name: str) -> Block:
         """
         End the block an ``__exit__`` of breaker *name* closes, and return it.
+
+        Its ticket is marked done before the block is taken off the list.
 
         Raises:
             RuntimeError: The breaker has no open block.
@@ -80,6 +93,7 @@ class OpenBlocks:
                         f"circuit breaker {name!r} exited a block it did not enter"
                     )
                 block = self._blocks[-1]
+            block.ticket.done = True
             self._blocks.remove(block)
         if block is top:
             _innermost.set(block.outer)

@@ -24,11 +24,18 @@ import threading
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, cast, final, overload
 
-from . import _ports
+from . import _fork, _ports
 from ._blocks import OpenBlocks
 from ._config import BreakerConfig
 from ._errors import CircuitOpenError
-from ._events import CallFailed, CallRejected, CallSucceeded, StateChanged, emit
+from ._events import (
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    StateChanged,
+    emit,
+    logger,
+)
 from ._hooks import Hook, check_hook, run_hooks
 from ._machine import (
     CLOSED,
@@ -37,6 +44,7 @@ from ._machine import (
     CircuitState,
     Machine,
     Spell,
+    Ticket,
     Transition,
     Window,
 )
@@ -44,7 +52,7 @@ from ._ports import Clock, EventSink, Timer, check_port
 from ._protect import decorate, is_async_callable
 from ._registry import registry
 from ._tally import FOLD_AT, take
-from ._validation import check_name
+from ._validation import check_name, span
 
 
 @final
@@ -88,10 +96,8 @@ _DEFAULT_CONFIG: Final = BreakerConfig()
 # spell it ran under).
 _REJECTED: Final = object()
 
-# Guards the making of breakers' locks (see CircuitBreaker._guard).
-_MAKING: Final = threading.Lock()
-
 _NO_HOOKS: Final[Mapping[str, tuple[Hook, ...]]] = MappingProxyType({})
+
 
 # Hooks that run for every call: a breaker with one is not quiet.
 _PER_CALL_HOOKS: Final = frozenset({"on_success", "on_failure"})
@@ -293,7 +299,7 @@ class CircuitBreaker(Generic[P, R]):
         spell = self._machine.spell
         if spell.state is OPEN:
             with self._lock or self._guard():
-                change = self._machine.poll(self._timer.monotonic())
+                change = self._machine.poll(self._time())
                 spell = self._machine.spell
             self._announce(change)
         return spell.state
@@ -341,7 +347,7 @@ class CircuitBreaker(Generic[P, R]):
     def _add_hook(
         self, hook: str, callback: Callable[[Self], object]
     ) -> Callable[[Self], object]:
-        check_hook(callback, hook)
+        check_hook(callback, hook, 1)
         with self._lock or self._guard():
             # Replaced, never mutated: readers iterate without the lock.
             self._hooks = {**self._hooks, hook: (*self._hooks.get(hook, ()), callback)}
@@ -371,7 +377,7 @@ class CircuitBreaker(Generic[P, R]):
             self.reset()
             return
         with self._lock or self._guard():
-            now = self._timer.monotonic()
+            now = self._time()
             machine = self._machine
             changes = (
                 machine.trip(now, reason)
@@ -392,7 +398,7 @@ class CircuitBreaker(Generic[P, R]):
         with self._lock or self._guard():
             if self._pending:
                 take(self._pending)  # calls that finished before the reset
-            change = self._machine.reset(self._timer.monotonic())
+            change = self._machine.reset(self._time())
             self._zero_counters()
         self._announce(change)
 
@@ -407,7 +413,7 @@ class CircuitBreaker(Generic[P, R]):
         half-open.
         """
         with self._lock or self._guard():
-            now = self._timer.monotonic()
+            now = self._time()
             machine = self._machine
             change = machine.poll(now)
             self._fold_pending()
@@ -543,18 +549,14 @@ class CircuitBreaker(Generic[P, R]):
 
     def __enter__(self) -> Self:
         """Admit the block as one call, or raise :class:`CircuitOpenError`."""
-        spell, start = self._admit(serve_fallback=False)
-        assert spell is not None  # noqa: S101 - without a fallback it raises
+        ticket = Ticket()
         try:
-            blocks = self._blocks
-            if blocks is None:
-                with self._lock or self._guard():
-                    blocks = self._blocks
-                    if blocks is None:
-                        blocks = self._blocks = OpenBlocks()
-            blocks.enter(spell, start)
+            spell, start = self._admit(ticket, serve_fallback=False)
+            assert spell is not None  # noqa: S101 - without a fallback it raises
+            self._open_blocks().enter(spell, start, ticket)
         except BaseException:
-            self._abandon(spell)
+            ticket.done = True
+            self._release(ticket)
             raise
         return self
 
@@ -565,15 +567,27 @@ class CircuitBreaker(Generic[P, R]):
         traceback: TracebackType | None,
     ) -> None:
         """Record the block's outcome; exceptions propagate unchanged."""
-        if self._blocks is None:
+        blocks = self._blocks
+        if blocks is None:
             raise RuntimeError(
                 f"circuit breaker {self._name!r} exited a block it did not enter"
             )
-        block = self._blocks.exit(self._name)
+        # Marks the block's ticket done: from here on, whatever interrupts
+        # this exit, the slot comes back at the next admission.
+        block = blocks.exit(self._name)
         if exc is None or isinstance(exc, Exception):
-            self._finish(block.spell, block.start, exc)
+            self._finish(block.spell, block.start, exc, block.ticket)
         else:
-            self._abandon(block.spell)
+            self._release(block.ticket)
+
+    def _open_blocks(self) -> OpenBlocks:
+        blocks = self._blocks
+        if blocks is None:
+            with self._lock or self._guard():
+                blocks = self._blocks
+                if blocks is None:
+                    blocks = self._blocks = OpenBlocks()
+        return blocks
 
     async def __aenter__(self) -> Self:
         """Admit the block as one call, or raise :class:`CircuitOpenError`."""
@@ -597,23 +611,33 @@ class CircuitBreaker(Generic[P, R]):
                 f" the sync function {getattr(func, '__qualname__', func)!r}"
             )
 
+    # The full path. A call that may take a probe slot gets a ticket first,
+    # and gives the slot back in a finally block, whatever interrupts it and
+    # wherever: before or after admission, in its own bookkeeping, in a hook.
+    # The machine keeps the slot under the ticket (one dict entry, added and
+    # removed in single operations), so there is no moment at which a slot is
+    # taken but not yet known to be the ticket's. Should even the finally
+    # block be interrupted, the slot is reclaimed after probe_timeout.
+
     def _run_sync(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run one call through every step: admit, call, record, announce."""
-        spell, start = self._admit(serve_fallback=True)
-        if spell is None:
-            return cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
+        ticket = Ticket()
         try:
-            result = func(*args, **kwargs)
-        except Exception as error:
-            self._finish(spell, start, error)
-            raise
-        except BaseException:
-            self._abandon(spell)
-            raise
-        self._finish(spell, start, None)
-        return result
+            spell, start = self._admit(ticket, serve_fallback=True)
+            if spell is None:
+                return self._serve_sync(args, kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except Exception as error:
+                self._finish(spell, start, error, ticket)
+                raise
+            self._finish(spell, start, None, ticket)
+            return result
+        finally:
+            ticket.done = True  # no signal can strike between these two
+            self._release(ticket)
 
     async def _run_async(
         self,
@@ -622,22 +646,43 @@ class CircuitBreaker(Generic[P, R]):
         kwargs: dict[str, Any],
     ) -> Any:
         """Run one call through every step, awaiting the call and the fallback."""
-        spell, start = self._admit(serve_fallback=True)
-        if spell is None:
-            served = cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
-            return (await served) if inspect.isawaitable(served) else served
+        ticket = Ticket()
         try:
-            result = await func(*args, **kwargs)
-        except Exception as error:
-            self._finish(spell, start, error)
-            raise
-        except BaseException:
-            self._abandon(spell)
-            raise
-        self._finish(spell, start, None)
-        return result
+            spell, start = self._admit(ticket, serve_fallback=True)
+            if spell is None:
+                served = cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
+                return (await served) if inspect.isawaitable(served) else served
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as error:
+                self._finish(spell, start, error, ticket)
+                raise
+            self._finish(spell, start, None, ticket)
+            return result
+        finally:
+            ticket.done = True  # no signal can strike between these two
+            self._release(ticket)
 
-    def _admit(self, *, serve_fallback: bool) -> tuple[Spell | None, float]:
+    def _serve_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call the fallback for a sync caller; it must not hand back an awaitable."""
+        served = cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
+        if inspect.isawaitable(served):
+            if inspect.iscoroutine(served):
+                served.close()  # never awaited: say so here, not in a warning
+            raise TypeError(
+                f"the fallback of breaker {self._name!r} returned an awaitable"
+                f" ({type(served).__name__}) to a sync caller, which cannot await"
+                " it: give sync functions a sync fallback"
+            )
+        return served
+
+    def _time(self) -> float:
+        """Under the lock: the time to decide on (see ``Machine.observe``)."""
+        return self._machine.observe(self._timer.monotonic())
+
+    def _admit(
+        self, ticket: Ticket, *, serve_fallback: bool
+    ) -> tuple[Spell | None, float]:
         """
         Admit a call, and read the time it starts at.
 
@@ -654,21 +699,13 @@ class CircuitBreaker(Generic[P, R]):
         with self._lock or self._guard():
             # Decided on the time read under the lock: a thread held up after
             # reading the clock must not start a spell that is already old.
-            now = self._timer.monotonic()
-            admitted, change = self._machine.admit(now)
+            now = self._time()
+            admitted, change = self._machine.admit(now, ticket)
             if admitted is None:
                 self._rejected += 1
                 rejected = self._machine.spell
                 retry_after = self._machine.retry_after(now)
-        if change is not None:
-            try:
-                self._announce(change)
-            except BaseException:
-                # A hook interrupted (Ctrl-C, cancellation): the call will not
-                # run, so its probe slot must not stay taken.
-                if admitted is not None:
-                    self._abandon(admitted)
-                raise
+        self._announce(change)
         if admitted is not None:
             return admitted, now
         serve = serve_fallback and self._fallback is not None
@@ -687,25 +724,29 @@ class CircuitBreaker(Generic[P, R]):
         raise CircuitOpenError(self._name, retry_after, rejected.state)
 
     def _finish(
-        self, spell: Spell, start: float | None, error: Exception | None
+        self,
+        spell: Spell,
+        start: float | None,
+        error: Exception | None,
+        ticket: Ticket | None = None,
     ) -> None:
         """Record, under the lock, the outcome of a call admitted under *spell*."""
-        failed = error is not None and self._machine.config.counts_as_failure(error)
+        failed = error is not None and self._counts_as_failure(error)
         with self._lock or self._guard():
-            now = self._timer.monotonic()
+            now = self._time()
             if self._pending:
                 self._fold_pending()
-            if start is None:
-                duration = None
-            else:
-                duration = max(0.0, now - start)
+            duration = None if start is None else span(start, now)
+            if duration is not None:
                 self._timed += 1
                 self._duration += duration
             if failed:
                 self._failures += 1
             else:
                 self._successes += 1
-            change = self._machine.record(spell, now, duration, failed=failed)
+            change = self._machine.record(
+                spell, now, duration, failed=failed, ticket=ticket
+            )
             if change is not None and change.new is OPEN:
                 self._trips += 1
         # The call's outcome first, then the change of state it caused.
@@ -723,11 +764,31 @@ class CircuitBreaker(Generic[P, R]):
         if change is not None:
             self._announce(change)
 
-    def _abandon(self, spell: Spell) -> None:
-        """Free the probe slot of a call ended by a non-Exception (cancellation)."""
-        if spell.state is HALF_OPEN:
+    def _counts_as_failure(self, error: Exception) -> bool:
+        """
+        Apply the exception filters; a filter that raises counts a failure.
+
+        A class in ``included_exceptions`` or ``excluded_exceptions`` may run
+        code when checked (a metaclass ``__instancecheck__``); if it raises,
+        the call's own error still reaches the caller, counted as a failure,
+        and the filter's error is logged.
+        """
+        try:
+            return self._machine.config.counts_as_failure(error)
+        except Exception:  # noqa: BLE001 - a broken filter must not break the call
+            logger.exception(
+                "the exception filters of breaker %r raised while checking %r;"
+                " counting it as a failure",
+                self._name,
+                error,
+            )
+            return True
+
+    def _release(self, ticket: Ticket) -> None:
+        """Give back the probe slot *ticket* holds, if it still holds one."""
+        if self._machine.holds(ticket):
             with self._lock or self._guard():
-                self._machine.abandon(spell)
+                self._machine.release(ticket)
 
     # -- the lock-free path's bookkeeping -----------------------------------
 
@@ -751,11 +812,24 @@ class CircuitBreaker(Generic[P, R]):
         """
         lock = self._lock
         if lock is None:
-            with _MAKING:
+            with _fork.making.lock:
                 lock = self._lock
                 if lock is None:
                     lock = self._lock = threading.Lock()
+                    _fork.register(self, CircuitBreaker._renew_after_fork)
         return lock
+
+    def _renew_after_fork(self) -> None:
+        """
+        In a forked child: new locks, and no probe slots of the parent's calls.
+
+        The child keeps the state and totals its parent had; a call in flight
+        in another thread of the parent never finishes here.
+        """
+        self._lock = threading.Lock()
+        self._machine.forget_probes()
+        if self._blocks is not None:
+            self._blocks.renew_after_fork()
 
     def _pending_tokens(self) -> list[object]:
         """Return the pending list, made for the first protector."""
@@ -769,11 +843,13 @@ class CircuitBreaker(Generic[P, R]):
         with self._lock or self._guard():
             self._fold_pending()
 
-    def _timed_success(self, duration: float) -> None:
+    def _timed_success(self, start: float, end: float) -> None:
         """Add a sampled healthy call's duration (its token is already pending)."""
-        with self._lock or self._guard():
-            self._timed += 1
-            self._duration += max(0.0, duration)
+        duration = span(start, end)
+        if duration is not None:
+            with self._lock or self._guard():
+                self._timed += 1
+                self._duration += duration
 
     # -- announcing ---------------------------------------------------------
 
@@ -831,6 +907,7 @@ class CircuitBreaker(Generic[P, R]):
         current = _ports.current
         window, warm = self._bulk_window()
         name = self._name
+        longest = self._machine.config.longest_recovery_timeout
 
         def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
@@ -853,17 +930,19 @@ class CircuitBreaker(Generic[P, R]):
                         breaker._finish(spell, start, error)
                         raise
                     pending.append(spell)
-                    breaker._timed_success(timer.monotonic() - start)
+                    breaker._timed_success(start, timer.monotonic())
                     return result
                 if spell.state is OPEN:
                     now = timer.monotonic()
-                    if now < spell.until:
+                    # Past the longest timeout: the clock went back or was
+                    # swapped; the full path rebases the deadline.
+                    if now < spell.until <= now + longest:
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
                         if breaker._fallback is None:
                             raise CircuitOpenError(name, spell.until - now)
-                        return breaker._fallback(*args, **kwargs)
+                        return breaker._serve_sync(args, kwargs)
             return breaker._run_sync(func, args, kwargs)
 
         return protected
@@ -878,6 +957,7 @@ class CircuitBreaker(Generic[P, R]):
         current = _ports.current
         window, warm = self._bulk_window()
         name = self._name
+        longest = self._machine.config.longest_recovery_timeout
 
         async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
@@ -900,11 +980,13 @@ class CircuitBreaker(Generic[P, R]):
                         breaker._finish(spell, start, error)
                         raise
                     pending.append(spell)
-                    breaker._timed_success(timer.monotonic() - start)
+                    breaker._timed_success(start, timer.monotonic())
                     return result
                 if spell.state is OPEN:
                     now = timer.monotonic()
-                    if now < spell.until:
+                    # Past the longest timeout: the clock went back or was
+                    # swapped; the full path rebases the deadline.
+                    if now < spell.until <= now + longest:
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()

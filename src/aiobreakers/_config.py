@@ -20,6 +20,14 @@ __all__ = ["BreakerConfig", "ConsecutiveFailures", "RateWindow", "TripPolicy"]
 # A time window is kept as this many buckets, each seconds / TIME_BUCKETS wide.
 TIME_BUCKETS: Final = 20
 
+# The bounds of a RateWindow. A count window keeps one byte per call, so a
+# million calls is a megabyte per breaker; a time window narrower than a
+# millisecond has buckets too thin to divide the clock by, and one wider than
+# a year is a window that never forgets.
+MAX_WINDOW_CALLS: Final = 1_000_000
+MIN_WINDOW_SECONDS: Final = 0.001
+MAX_WINDOW_SECONDS: Final = 31_536_000  # 365 days
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsecutiveFailures:
@@ -64,8 +72,10 @@ class RateWindow:
         RateWindow(calls=100, slow_call_rate=0.8, slow_call_duration=2.0)
 
     Args:
-        calls: Size of a count-based window: the last *calls* calls.
-        seconds: Span of a time-based window, in seconds.
+        calls: Size of a count-based window: the last *calls* calls, from 1
+            to 1,000,000 (the window keeps one byte per call).
+        seconds: Span of a time-based window, in seconds: from 0.001 (1 ms)
+            to 31,536,000 (365 days), kept in 20 buckets of ``seconds / 20``.
         minimum_calls: Calls the window must hold before any rate is judged.
         failure_rate: Share of counted failures, in (0, 1], that opens the
             circuit; ``None`` not to judge failures.
@@ -76,9 +86,11 @@ class RateWindow:
 
     Raises:
         TypeError: A field has the wrong type.
-        ValueError: Not exactly one of *calls* and *seconds*; no rate to
-            judge; a rate outside (0, 1]; *minimum_calls* above *calls*;
-            *slow_call_rate* and *slow_call_duration* not given together.
+        ValueError: Not exactly one of *calls* and *seconds*; *calls* or
+            *seconds* out of its bounds; no rate to judge; a rate outside
+            (0, 1]; *minimum_calls* above *calls*; *slow_call_rate* and
+            *slow_call_duration* not given together; a negative or infinite
+            *slow_call_duration*.
     """
 
     calls: int | None = None
@@ -98,16 +110,14 @@ class RateWindow:
             )
         check_int(owner, "minimum_calls", self.minimum_calls, 1)
         if self.calls is not None:
-            check_int(owner, "calls", self.calls, 1)
+            _check_calls(owner, self.calls)
             if self.minimum_calls > self.calls:
                 raise ValueError(
                     f"{owner}.minimum_calls ({self.minimum_calls}) must be <= calls"
                     f" ({self.calls}): the window could never hold enough calls"
                 )
         if self.seconds is not None:
-            check_seconds(owner, "seconds", self.seconds)
-            if self.seconds == 0:
-                raise ValueError(f"{owner}.seconds must be > 0, got 0")
+            _check_span(owner, self.seconds)
         if self.failure_rate is None and self.slow_call_rate is None:
             raise ValueError(
                 f"{owner} needs failure_rate= or slow_call_rate= (or both):"
@@ -127,6 +137,26 @@ class RateWindow:
 
 TripPolicy: TypeAlias = ConsecutiveFailures | RateWindow
 """A rule for opening a closed circuit, for ``BreakerConfig(trip=...)``."""
+
+
+def _check_calls(owner: str, calls: int) -> None:
+    check_int(owner, "calls", calls, 1)
+    if calls > MAX_WINDOW_CALLS:
+        raise ValueError(
+            f"{owner}.calls must be between 1 and {MAX_WINDOW_CALLS:_}, got"
+            f" {calls!r}: a count window keeps one byte per call (for a longer"
+            " window, use seconds=)"
+        )
+
+
+def _check_span(owner: str, seconds: float) -> None:
+    check_seconds(owner, "seconds", seconds)
+    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        raise ValueError(
+            f"{owner}.seconds must be between {MIN_WINDOW_SECONDS} (1 ms) and"
+            f" {MAX_WINDOW_SECONDS:_} (a year), got {seconds!r}: the window is"
+            f" kept in {TIME_BUCKETS} buckets of seconds / {TIME_BUCKETS} each"
+        )
 
 
 def _check_rate(owner: str, field: str, value: object) -> None:
@@ -171,6 +201,11 @@ class BreakerConfig:
             ``1.0`` keeps it fixed.
         max_recovery_timeout: Seconds; the longest a growing recovery timeout
             gets. Required when *recovery_multiplier* is above 1.
+        probe_timeout: Seconds after which a half-open probe that has not
+            reported gives its slot back, so that a probe whose outcome is
+            lost (an interrupted thread, a process that forked) can never
+            keep the circuit from probing. Its late outcome still counts in
+            the totals.
 
     Raises:
         TypeError: A field has the wrong type.
@@ -188,6 +223,7 @@ class BreakerConfig:
     trip: TripPolicy | None = None
     recovery_multiplier: float = 1.0
     max_recovery_timeout: float | None = None
+    probe_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -199,6 +235,12 @@ class BreakerConfig:
         check_int(owner, "half_open_max_calls", self.half_open_max_calls, 1)
         self._check_trip(owner)
         self._check_recovery_growth(owner)
+        check_seconds(owner, "probe_timeout", self.probe_timeout)
+        if self.probe_timeout == 0:
+            raise ValueError(
+                f"{owner}.probe_timeout must be > 0: every probe would give its"
+                " slot back at once"
+            )
 
     def _check_trip(self, owner: str) -> None:
         trip = self.trip
@@ -272,6 +314,12 @@ class BreakerConfig:
         except OverflowError:  # long past the cap: an outage of days
             return longest
         return min(longest, grown)
+
+    @property
+    def longest_recovery_timeout(self) -> float:
+        """The longest an open circuit can stay open: the cap, if it grows."""
+        longest = self.max_recovery_timeout
+        return self.recovery_timeout if longest is None else longest
 
     def counts_as_failure(self, error: Exception) -> bool:
         """Whether *error*, raised by a protected call, counts as a failure."""

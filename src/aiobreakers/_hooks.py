@@ -29,10 +29,41 @@ Hook: TypeAlias = Callable[..., "Awaitable[object] | object"]
 _running_hooks: Final[set[asyncio.Task[Any]]] = set()
 
 
-def check_hook(callback: object, hook: str) -> None:
-    """Raise :class:`TypeError` unless *callback* can be registered as a hook."""
+# What each hook is called with, for error messages.
+_ARGUMENTS: Final = {
+    **dict.fromkeys(
+        ("on_open", "on_close", "on_half_open", "on_success", "on_failure"),
+        "the breaker",
+    ),
+    "on_retry": "attempt, error, delay",
+}
+_COUNTS: Final = ("no arguments", "one argument", "two arguments", "three arguments")
+
+
+def check_hook(callback: object, hook: str, arity: int) -> None:
+    """
+    Raise :class:`TypeError` unless *callback* can be registered as *hook*.
+
+    It must be callable, and callable with *arity* positional arguments, the
+    ones the hook passes: a mismatch would otherwise fail at every firing. A
+    callable whose signature cannot be read (some builtins) is accepted.
+    """
     if not callable(callback):
         raise TypeError(f"{hook} callback must be callable, got {callback!r}")
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):  # no signature to read: trust the caller
+        return
+    try:
+        signature.bind(*(None,) * arity)
+    except TypeError as mismatch:
+        count = _COUNTS[arity] if arity < len(_COUNTS) else f"{arity} arguments"
+        passed = _ARGUMENTS.get(hook)
+        expected = count if passed is None else f"{count} ({passed})"
+        name = getattr(callback, "__qualname__", None) or repr(callback)
+        raise TypeError(
+            f"{hook} callback must accept {expected}, got {name}{signature}: {mismatch}"
+        ) from None
 
 
 def run_hooks(

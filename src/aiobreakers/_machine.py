@@ -23,7 +23,7 @@ from ._enums import StrValueEnum
 if TYPE_CHECKING:
     from ._config import BreakerConfig
 
-__all__ = ["CircuitState", "Machine", "Spell", "Transition", "Window"]
+__all__ = ["CircuitState", "Machine", "Spell", "Ticket", "Transition", "Window"]
 
 
 class CircuitState(StrValueEnum):
@@ -65,6 +65,22 @@ class Spell:
 
     def __repr__(self) -> str:
         return f"<Spell {self.state.value} until={self.until}>"
+
+
+class Ticket:
+    """
+    One call's claim on a probe slot: its owner marks it done when the call ends.
+
+    The machine takes back the slot of a done ticket at the next admission,
+    so a call interrupted after marking its ticket (a plain attribute store,
+    which no signal can interrupt) but before giving the slot back never
+    keeps it.
+    """
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +269,7 @@ class Machine:
         "config",
         "consecutive_failures",
         "failed_probes",
+        "now",
         "probe_successes",
         "probes",
         "spell",
@@ -274,29 +291,99 @@ class Machine:
         self.failed_probes = 0
         # Successful probes in the current half-open spell.
         self.probe_successes = 0
-        # Half-open calls in flight, from this spell or an earlier one.
-        self.probes = 0
+        # Half-open calls in flight, from this spell or an earlier one: the
+        # caller's ticket for each, and when it was admitted. Made on first
+        # need (most circuits never probe).
+        self.probes: dict[Ticket, float] | None = None
+        # The latest time the machine was driven with (see observe).
+        self.now = -math.inf
+
+    # -- time -----------------------------------------------------------------
+
+    def observe(self, reading: float) -> float:
+        """
+        Return the time to decide on, given a reading of the owner's clock.
+
+        A reading that is not finite is ignored: the time stays where it was.
+        A reading earlier than the last one (a clock that went backwards, or
+        another clock put in its place, such as a fake clock installed as the
+        default) shifts the open deadline and the probes' admission times by
+        the same amount, so the time left stays what it was, and restarts a
+        time window: no jump can wedge the circuit or stretch a wait.
+        """
+        last = self.now
+        if not math.isfinite(reading):
+            return last if last > -math.inf else 0.0
+        if reading < last:
+            self._shift(reading - last)
+        self.now = reading
+        return reading
+
+    def _shift(self, delta: float) -> None:
+        spell = self.spell
+        if spell.state is OPEN:
+            self.spell = Spell(OPEN, spell.until + delta)
+        if self.probes:
+            self.probes = {ticket: at + delta for ticket, at in self.probes.items()}
+        if self.window is not None and self.window.window.seconds is not None:
+            self.window.clear()
 
     # -- admitting ------------------------------------------------------------
 
-    def admit(self, now: float) -> tuple[Spell | None, Transition | None]:
+    def admit(
+        self, now: float, ticket: Ticket
+    ) -> tuple[Spell | None, Transition | None]:
         """
         Decide whether a call may run now.
+
+        Args:
+            now: The time (see :meth:`observe`).
+            ticket: A fresh ticket for the call: an admitted half-open call
+                holds a probe slot under it until :meth:`record` or
+                :meth:`release` returns it, until the ticket is done and
+                another call asks for a slot, or until it has been held for
+                ``probe_timeout`` seconds.
 
         Returns:
             The spell the call runs under (``None``: rejected), and the
             transition that deciding made (an expired open spell turning
-            half-open), if any. An admitted half-open call holds a probe slot
-            until :meth:`record` or :meth:`abandon` returns it.
+            half-open), if any.
         """
         change = self.poll(now)
         spell = self.spell
         if spell.state is CLOSED:
             return spell, change
-        if spell.state is HALF_OPEN and self.probes < self.config.half_open_max_calls:
-            self.probes += 1
-            return spell, change
+        if spell.state is HALF_OPEN:
+            probes = self.probes
+            if probes is None:
+                probes = self.probes = {}
+            elif probes:
+                self._reclaim(probes, now)
+            if len(probes) < self.config.half_open_max_calls:
+                probes[ticket] = now
+                return spell, change
         return None, change
+
+    def _reclaim(self, probes: dict[Ticket, float], now: float) -> None:
+        """Take back the slots of done tickets, and of those past probe_timeout."""
+        oldest = now - self.config.probe_timeout
+        for ticket, admitted in list(probes.items()):
+            if ticket.done or admitted <= oldest:
+                del probes[ticket]
+
+    def holds(self, ticket: Ticket) -> bool:
+        """Whether *ticket* holds a probe slot (one dict lookup: no lock needed)."""
+        probes = self.probes
+        return probes is not None and ticket in probes
+
+    def release(self, ticket: Ticket) -> None:
+        """Return the probe slot *ticket* holds, if it holds one."""
+        if self.probes:
+            self.probes.pop(ticket, None)
+
+    def forget_probes(self) -> None:
+        """Drop every probe slot (in a forked child: the parent's calls never end)."""
+        self.probes = None
 
     def poll(self, now: float) -> Transition | None:
         """Move an open circuit whose recovery timeout has passed to half-open."""
@@ -313,16 +400,22 @@ class Machine:
     # -- outcomes -------------------------------------------------------------
 
     def record(
-        self, spell: Spell, now: float, duration: float | None, *, failed: bool
+        self,
+        spell: Spell,
+        now: float,
+        duration: float | None,
+        *,
+        failed: bool,
+        ticket: Ticket | None = None,
     ) -> Transition | None:
         """
-        Count the outcome of a call admitted under *spell*.
+        Count the outcome of a call admitted under *spell* with *ticket*.
 
         A late outcome (the spell has ended) frees its probe slot and changes
         nothing else.
         """
-        if spell.state is HALF_OPEN:
-            self.probes -= 1
+        if ticket is not None:
+            self.release(ticket)
         if spell is not self.spell:
             return None
         if spell.state is HALF_OPEN:
@@ -370,11 +463,6 @@ class Machine:
         elif self.consecutive_failures and spell in tokens:
             self.consecutive_failures = 0
 
-    def abandon(self, spell: Spell) -> None:
-        """Free the probe slot of a call that ended with no outcome to count."""
-        if spell.state is HALF_OPEN:
-            self.probes -= 1
-
     # -- forcing --------------------------------------------------------------
 
     def trip(self, now: float, reason: str = "trip") -> list[Transition]:
@@ -397,11 +485,13 @@ class Machine:
         """
         Close the circuit and forget every count, in a new spell.
 
-        Calls admitted before the reset cannot move the new spell.
+        Calls admitted before the reset cannot move the new spell, and every
+        probe slot is free again.
         """
         old = self.spell.state
         self.spell = Spell(CLOSED)
         self.failed_probes = 0
+        self.probes = None
         self._forget()
         if old is CLOSED:
             return None

@@ -263,9 +263,53 @@ def set_defaults(
 
 
 def check_port(value: _T, port: type, what: str) -> _T:
-    """Return *value*, or raise :class:`TypeError` if it does not implement *port*."""
-    if not isinstance(value, port):
+    """
+    Return *value*, or raise :class:`TypeError` if it does not implement *port*.
+
+    *value* must be an instance (a class, even one with the right methods,
+    would fail at every call), and each method *port* declares must be
+    callable on it: ``isinstance`` with a runtime-checkable protocol checks
+    only that the names exist, so it is not used.
+    """
+    if isinstance(value, type):
+        name = value.__name__
+        if _implemented_by(value, port):
+            advice = f"pass an instance, {name}() rather than {name}"
+        else:
+            advice = f"pass an instance of a class implementing {port.__name__}"
         raise TypeError(
-            f"{what} must implement the {port.__name__} protocol, got {value!r}"
+            f"{what} must be an instance implementing {port.__name__},"
+            f" got the class {name}: {advice}"
         )
+    methods = _protocol_methods(port)
+    missing = [method for method in methods if not hasattr(value, method)]
+    if missing:
+        raise TypeError(
+            f"{what} must implement the {port.__name__} protocol, got {value!r}:"
+            f" it has no {', '.join(missing)}"
+        )
+    for method in methods:
+        attribute = getattr(value, method)
+        if not callable(attribute):
+            raise TypeError(
+                f"{what} must implement the {port.__name__} protocol, got"
+                f" {value!r}: {what}.{method} must be callable, got"
+                f" {type(attribute).__name__} {attribute!r}"
+            )
     return value
+
+
+def _protocol_methods(port: type) -> tuple[str, ...]:
+    """Return the public methods *port* declares, such as ``("monotonic",)``."""
+    return tuple(
+        name
+        for name, member in vars(port).items()
+        if not name.startswith("_") and callable(member)
+    )
+
+
+def _implemented_by(cls: type, port: type) -> bool:
+    """Return whether instances of *cls* would have every method of *port*."""
+    return all(
+        callable(getattr(cls, method, None)) for method in _protocol_methods(port)
+    )

@@ -6,6 +6,8 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from . import _fork
+
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
 
@@ -20,11 +22,17 @@ class Registry:
     loads), so a process that never asks pays nothing per breaker.
     """
 
-    __slots__ = ("_breakers", "_lock")
+    __slots__ = ("__weakref__", "_breakers", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._breakers: weakref.WeakSet[CircuitBreaker[Any, Any]] | None = None
+        with _fork.making.lock:
+            _fork.register(self, Registry._renew_after_fork)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: a new lock (the parent's may be held for good)."""
+        self._lock = threading.Lock()
 
     def track(self) -> None:
         """Start remembering every breaker made from now on."""

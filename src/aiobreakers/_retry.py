@@ -6,15 +6,21 @@ import threading
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, overload
 
-from . import _ports
+from . import _fork, _ports
 from ._backoff import BackoffStrategy
 from ._errors import CircuitOpenError
-from ._events import RetryExhausted, RetryScheduled, emit, listening
+from ._events import RetryExhausted, RetryScheduled, emit, listening, logger
 from ._hooks import Hook, check_hook, run_hooks
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._protect import decorate
 from ._tally import FOLD_AT, take
-from ._validation import check_exceptions, check_int, check_name, check_seconds
+from ._validation import (
+    check_exceptions,
+    check_int,
+    check_name,
+    check_seconds,
+    span,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -243,6 +249,8 @@ class RetryPolicy:
         # under this lock (see _tally): a policy decides nothing under a lock.
         self._lock = threading.Lock()
         self._pending: list[object] = []
+        with _fork.making.lock:
+            _fork.register(self, RetryPolicy._renew_after_fork)
 
     @property
     def name(self) -> str:
@@ -269,9 +277,13 @@ class RetryPolicy:
         call is never affected. Returns *callback*, so this can be used as a
         decorator.
         """
-        check_hook(callback, "on_retry")
+        check_hook(callback, "on_retry", 3)
         self._hooks = (*self._hooks, callback)
         return callback
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: a new lock (the parent's may be held for good)."""
+        self._lock = threading.Lock()
 
     def _count(self, token: object) -> None:
         """Count one outcome: leave its token for the next fold (see _tally)."""
@@ -499,6 +511,25 @@ class RetryPolicy:
     def _now(self) -> float:
         return (self._clock or _ports.current.clock).monotonic()
 
+    def _should_retry(self, error: Exception) -> bool:
+        """
+        Apply the exception filters; a filter that raises means "do not retry".
+
+        A class in the filters may run code when checked (a metaclass
+        ``__instancecheck__``); if it raises, the attempt's own error reaches
+        the caller, counted as a failure, and the filter's error is logged.
+        """
+        try:
+            return self._config.should_retry(error)
+        except Exception:  # noqa: BLE001 - a broken filter must not break the call
+            logger.exception(
+                "the exception filters of retry policy %r raised while checking"
+                " %r; not retrying it",
+                self._name,
+                error,
+            )
+            return False
+
     def _plan(
         self,
         retry: int,
@@ -508,7 +539,7 @@ class RetryPolicy:
     ) -> float | None:
         """Decide on a failed attempt: the delay before *retry*, or ``None``."""
         config = self._config
-        if not config.should_retry(error):
+        if not self._should_retry(error):
             self._count(_FAILED)
             return None
         if retry > config.max_retries:
@@ -520,7 +551,7 @@ class RetryPolicy:
                         name=self._name,
                         attempts=retry,
                         error=error,
-                        elapsed=self._now() - first_failure,
+                        elapsed=span(first_failure, self._now()) or 0.0,
                     ),
                 )
             return None

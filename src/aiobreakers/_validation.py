@@ -55,3 +55,16 @@ def check_exceptions(owner: str, field: str, value: object) -> None:
                 f"{owner}.{field} must hold only Exception subclasses, got {item!r}"
                 " (BaseExceptions such as cancellation are never counted)"
             )
+
+
+def span(start: float, end: float) -> float | None:
+    """
+    Return the seconds from *start* to *end* on one clock: never negative.
+
+    ``None`` when either reading is not finite (a broken or swapped clock):
+    there is no duration to report. A clock that went backwards gives 0.0.
+    """
+    duration = end - start
+    if not is_finite(duration):
+        return None
+    return max(0.0, duration)

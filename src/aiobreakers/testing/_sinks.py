@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiobreakers import Event, EventSink, get_defaults, set_defaults
+from aiobreakers._ports import check_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +35,13 @@ def add_sink(sink: EventSink) -> Callable[[], None]:
         A function that restores the process-wide sink found here. Undo
         additions in the reverse order of making them (as nested ``with``
         blocks and fixtures do).
+
+    Raises:
+        TypeError: *sink* does not implement :class:`~aiobreakers.EventSink`
+            (a class rather than an instance, say).
     """
+    # Checked here: wrapped in a tee, set_defaults would never see it.
+    check_port(sink, EventSink, "sink")
     previous = get_defaults().sink
     set_defaults(sink=sink if previous is None else _Tee(previous, sink))
 
