@@ -178,6 +178,46 @@ def test_an_interrupt_anywhere_in_a_probe_frees_its_slot(kind: str) -> None:
     assert reclaimed <= window, reclaimed - window
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
+@pytest.mark.parametrize("error", [KeyboardInterrupt, TimeoutError])
+def test_a_real_signal_during_a_probe_frees_its_slot(
+    error: type[BaseException],
+) -> None:
+    """
+    A signal handler raising mid-probe (Ctrl-C, a timeout) frees the slot.
+
+    KeyboardInterrupt counts as nothing; TimeoutError counts as a failed probe.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise error
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        for kind in ("decorated", "call_sync", "with"):
+            clock = FakeClock()
+            breaker = half_open(clock)
+
+            def interrupted() -> str:
+                signal.raise_signal(signal.SIGUSR1)
+                return "never"
+
+            with pytest.raises(error):
+                if kind == "decorated":
+                    breaker(interrupted)()
+                elif kind == "call_sync":
+                    breaker.call_sync(interrupted)
+                else:
+                    with breaker:
+                        interrupted()
+            if issubclass(error, Exception):  # a failed probe: open again
+                assert breaker.state == "open"
+                clock.advance(1.0)
+            assert admits_a_probe(breaker), kind
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_a_slot_held_past_the_probe_timeout_is_reclaimed() -> None:
     """A probe that never reports gives its slot back after probe_timeout."""
     clock = FakeClock()
