@@ -6,17 +6,17 @@ import gc
 import inspect
 import linecache
 import sys
+import tracemalloc
 import weakref
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from aiobreakers import CircuitBreaker, RetryConfig, RetryPolicy
+from aiobreakers import CircuitBreaker, RetryConfig, RetryPolicy, SystemClock
+from aiobreakers.testing import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from aiobreakers.testing import FakeClock
 
 
 def protectors(clock: FakeClock) -> list[Callable[[Any], Any]]:
@@ -136,3 +136,27 @@ def test_wrappers_are_plain_functions_with_the_original_name(clock: FakeClock) -
         assert inspect.unwrap(decorated) is fetch
         filename = decorated.__code__.co_filename
         assert filename.startswith(sys.modules["aiobreakers"].__path__[0])
+
+
+@pytest.mark.parametrize("clock_kind", ["default", "system", "fake"])
+def test_healthy_calls_keep_memory_flat(clock_kind: str) -> None:
+    """Tokens of healthy calls are folded, whichever clock times them."""
+    clocks: dict[str, Any] = {
+        "default": None,
+        "system": SystemClock(),
+        "fake": FakeClock(),
+    }
+    breaker = CircuitBreaker("api", clock=clocks[clock_kind])
+    protected = breaker(len)
+    for _ in range(1000):
+        protected("x")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):
+            protected("x")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1024
+    assert breaker.get_metrics()["total_successes"] == 21_000

@@ -844,12 +844,19 @@ class CircuitBreaker(Generic[P, R]):
             self._fold_pending()
 
     def _timed_success(self, start: float, end: float) -> None:
-        """Add a sampled healthy call's duration (its token is already pending)."""
+        """
+        Add a timed healthy call's duration, and fold the pending tokens.
+
+        Its own token is already pending. The lock is taken anyway, so the
+        tokens are folded too: on a clock that times every call, no other
+        fold may come.
+        """
         duration = span(start, end)
-        if duration is not None:
-            with self._lock or self._guard():
+        with self._lock or self._guard():
+            if duration is not None:
                 self._timed += 1
                 self._duration += duration
+            self._fold_pending()
 
     # -- announcing ---------------------------------------------------------
 
@@ -907,20 +914,22 @@ class CircuitBreaker(Generic[P, R]):
         current = _ports.current
         window, warm = self._bulk_window()
         name = self._name
+        fallback = self._fallback
         longest = self._machine.config.longest_recovery_timeout
 
         def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
             if breaker._quiet and current.sink is None:
                 if spell.state is CLOSED and (window is None or window.calls >= warm):
-                    if len(pending) & timer.mask:
+                    tokens = len(pending)
+                    if tokens & timer.mask:
                         try:
                             result = func(*args, **kwargs)
                         except Exception as error:
                             breaker._finish(spell, None, error)
                             raise
                         pending.append(spell)
-                        if len(pending) >= FOLD_AT:
+                        if tokens >= FOLD_AT - 1:
                             breaker._fold()
                         return result
                     start = timer.monotonic()
@@ -940,7 +949,7 @@ class CircuitBreaker(Generic[P, R]):
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
-                        if breaker._fallback is None:
+                        if fallback is None:
                             raise CircuitOpenError(name, spell.until - now)
                         return breaker._serve_sync(args, kwargs)
             return breaker._run_sync(func, args, kwargs)
@@ -957,20 +966,22 @@ class CircuitBreaker(Generic[P, R]):
         current = _ports.current
         window, warm = self._bulk_window()
         name = self._name
+        fallback = self._fallback
         longest = self._machine.config.longest_recovery_timeout
 
         async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
             if breaker._quiet and current.sink is None:
                 if spell.state is CLOSED and (window is None or window.calls >= warm):
-                    if len(pending) & timer.mask:
+                    tokens = len(pending)
+                    if tokens & timer.mask:
                         try:
                             result = await func(*args, **kwargs)
                         except Exception as error:
                             breaker._finish(spell, None, error)
                             raise
                         pending.append(spell)
-                        if len(pending) >= FOLD_AT:
+                        if tokens >= FOLD_AT - 1:
                             breaker._fold()
                         return result
                     start = timer.monotonic()
@@ -990,9 +1001,9 @@ class CircuitBreaker(Generic[P, R]):
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
-                        if breaker._fallback is None:
+                        if fallback is None:
                             raise CircuitOpenError(name, spell.until - now)
-                        served = breaker._fallback(*args, **kwargs)
+                        served = fallback(*args, **kwargs)
                         return (await served) if inspect.isawaitable(served) else served
             return await breaker._run_async(func, args, kwargs)
 
