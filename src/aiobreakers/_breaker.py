@@ -929,6 +929,8 @@ class CircuitBreaker(Generic[P, R]):
                             breaker._finish(spell, None, error)
                             raise
                         pending.append(spell)
+                        # Counted before the call: other threads may append
+                        # meanwhile, at most one token each past FOLD_AT.
                         if tokens >= FOLD_AT - 1:
                             breaker._fold()
                         return result
@@ -973,15 +975,15 @@ class CircuitBreaker(Generic[P, R]):
             spell = machine.spell
             if breaker._quiet and current.sink is None:
                 if spell.state is CLOSED and (window is None or window.calls >= warm):
-                    tokens = len(pending)
-                    if tokens & timer.mask:
+                    if len(pending) & timer.mask:
                         try:
                             result = await func(*args, **kwargs)
                         except Exception as error:
                             breaker._finish(spell, None, error)
                             raise
                         pending.append(spell)
-                        if tokens >= FOLD_AT - 1:
+                        # Read again: other tasks append while this one waits.
+                        if len(pending) >= FOLD_AT:
                             breaker._fold()
                         return result
                     start = timer.monotonic()
