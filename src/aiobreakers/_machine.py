@@ -95,6 +95,9 @@ class Transition:
     rates: tuple[int, float, float] | None = None
 
 
+# The time a machine has never been driven with: one float shared by all.
+_NEVER: Final = -math.inf
+
 # Every machine starts in this spell: identity only matters between the spells
 # of one machine, and sharing it saves an object per breaker.
 FRESH: Final = Spell(CLOSED)
@@ -296,7 +299,7 @@ class Machine:
         # need (most circuits never probe).
         self.probes: dict[Ticket, float] | None = None
         # The latest time the machine was driven with (see observe).
-        self.now = -math.inf
+        self.now = _NEVER
 
     # -- time -----------------------------------------------------------------
 
@@ -313,7 +316,7 @@ class Machine:
         """
         last = self.now
         if not math.isfinite(reading):
-            return last if last > -math.inf else 0.0
+            return last if last > _NEVER else 0.0
         if reading < last:
             self._shift(reading - last)
         self.now = reading

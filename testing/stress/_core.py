@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import enum
 import math
+import statistics
 import sys
 import threading
 import time
@@ -28,7 +29,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 THREADS: Final = 8
-JOIN_TIMEOUT: Final = 120.0  # seconds a storm thread may take before it "hung"
+JOIN_TIMEOUT: Final = 120.0  # seconds a batch of storm threads may take: "hung"
+# Every loop that waits on a condition (a stop event, a state) also stops after
+# this many seconds and rounds, so no storm can spin forever; each is far
+# beyond what a storm takes on a loaded machine (the full run: minutes).
+LOOP_SECONDS: Final = 600.0
+LOOP_ROUNDS: Final = 10**9
 
 
 # -- modes, the log, the registry -----------------------------------------------------
@@ -121,6 +127,20 @@ def storm(
         return run
 
     return register
+
+
+def rounds(seconds: float = LOOP_SECONDS, most: int = LOOP_ROUNDS) -> Iterator[int]:
+    """
+    Number the rounds of a loop: at most *most* of them, none after *seconds*.
+
+    For loops that end on a condition (``for _ in rounds(): if stop: break``):
+    whatever goes wrong, they end.
+    """
+    deadline = time.monotonic() + seconds
+    for number in range(most):
+        if time.monotonic() >= deadline:
+            return
+        yield number
 
 
 def num(value: float) -> str:
@@ -287,13 +307,19 @@ def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    # Daemons: a hung thread fails the storm but cannot keep the process alive.
+    threads = [
+        threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(count)
+    ]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + JOIN_TIMEOUT  # for them all, not each
     for thread in threads:
-        thread.join(JOIN_TIMEOUT)
+        thread.join(max(0.0, deadline - time.monotonic()))
     if any(thread.is_alive() for thread in threads):
-        raise RuntimeError("a storm thread hung")
+        raise RuntimeError(
+            f"a storm thread hung (still running after {JOIN_TIMEOUT} s)"
+        )
     if errors:
         raise errors[0]
 
@@ -326,7 +352,7 @@ class Watcher:
         self.states: set[str] = set()
         self.recoveries = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -335,11 +361,15 @@ class Watcher:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(JOIN_TIMEOUT)
+        if self._thread.is_alive():
+            raise RuntimeError("the watcher thread hung")
 
     def _watch(self) -> None:
         last = (0, 0, 0, 0)
         previous_state = "closed"
-        while not self._stop.is_set():
+        for _ in rounds():
+            if self._stop.is_set():
+                break
             time.sleep(0)  # a snapshot as often as the other threads let it
             metrics = self.breaker.get_metrics()
             self.snapshots += 1
@@ -373,6 +403,76 @@ class Watcher:
             else f"{num(self.snapshots)} snapshots",
         )
         log.equal("live totals never decrease", self.decreases, 0)
+
+
+# -- scheduling delay -----------------------------------------------------------------
+
+
+class Lateness:
+    """
+    A thread measuring, while a storm runs, how late this process runs a thread.
+
+    It naps 1 ms again and again; each round's overrun (from one wake-up to the
+    next, less the nap) is how long a thread that was ready waited to run:
+    behind busy threads for the GIL (a switch interval each), for a core on a
+    loaded machine, and through every pause that stops all threads (the
+    cyclic garbage collector). Storms on the real clock judge elapsed times
+    against these figures, measured in the same run, instead of fixed
+    margins: a busy machine makes both late alike.
+    """
+
+    NAP: Final = 0.001
+
+    def __init__(self) -> None:
+        self.overruns: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._measure, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(JOIN_TIMEOUT)
+        if self._thread.is_alive():
+            raise RuntimeError("the lateness thread hung")
+
+    def _measure(self) -> None:
+        overruns = self.overruns
+        last = time.monotonic()
+        for _ in rounds():
+            if self._stop.is_set():
+                break
+            time.sleep(self.NAP)
+            now = time.monotonic()
+            overruns.append(max(0.0, now - last - self.NAP))
+            last = now
+
+    @property
+    def longest(self) -> float:
+        """The longest a ready thread waited (seconds)."""
+        return max(self.overruns, default=0.0)
+
+    @property
+    def median(self) -> float:
+        """How long a ready thread typically waited (seconds)."""
+        return statistics.median(self.overruns) if self.overruns else 0.0
+
+    def quantile(self, fraction: float) -> float:
+        """The overrun that *fraction* of the rounds did not exceed (seconds)."""
+        if not self.overruns:
+            return 0.0
+        ordered = sorted(self.overruns)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    def describe(self) -> str:
+        """The figures, for the report."""
+        return (
+            f"scheduling delay ({num(len(self.overruns))} naps of 1 ms):"
+            f" median {self.median * 1000:.1f} ms, p99 {self.quantile(0.99) * 1000:.1f}"
+            f" ms, longest {self.longest * 1000:.1f} ms"
+        )
 
 
 # -- probe slots ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from aiobreakers import (
 from aiobreakers.testing import BreakerSpy, FakeClock
 
 from ._core import (
+    JOIN_TIMEOUT,
     THREADS,
     Abort,
     ExcludedError,
@@ -45,7 +46,10 @@ from ._threads import entry_points, hammer, outcomes
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
 
-WAIT: Final = 30.0  # seconds a blocked hook waits at most
+# Seconds a blocked hook waits at most: longer than the other threads may take
+# (JOIN_TIMEOUT) before the storm fails as hung, so that "still blocked" never
+# depends on how fast a loaded machine runs them.
+WAIT: Final = 2 * JOIN_TIMEOUT
 
 
 class Counter:
@@ -170,13 +174,14 @@ def blocking_hook(log: Log, hook: str, calls: int) -> None:
     breaker = CircuitBreaker(
         f"blocking-{hook}", config(failure_threshold=1, recovery_timeout=60.0)
     )
-    entered, gate = threading.Event(), threading.Event()
+    entered, gate, returned = threading.Event(), threading.Event(), threading.Event()
     blocker: list[int] = []
 
     def block(_: object) -> None:
         if threading.get_ident() in blocker:
             entered.set()
             gate.wait(WAIT)
+            returned.set()
 
     getattr(breaker, hook)(block)
     seen = Tally()
@@ -185,7 +190,7 @@ def blocking_hook(log: Log, hook: str, calls: int) -> None:
         blocker.append(threading.get_ident())
         seen.call(entry_points(breaker)[0], Outcome.FAIL)
 
-    thread = threading.Thread(target=blocked)
+    thread = threading.Thread(target=blocked, daemon=True)
     thread.start()
     log.expect("the hook started blocking", entered.wait(WAIT))
     # While it blocks: the lock is free, so metrics, reset and calls proceed.
@@ -201,9 +206,11 @@ def blocking_hook(log: Log, hook: str, calls: int) -> None:
     start = time.perf_counter()
     run_threads(worker, 4)
     elapsed = time.perf_counter() - start
-    still_blocked = thread.is_alive()
+    still_blocked = not returned.is_set()
     gate.set()
-    thread.join(WAIT)
+    thread.join(JOIN_TIMEOUT)
+    if thread.is_alive():
+        raise RuntimeError(f"the blocked {hook} call hung once released")
     for tally in tallies:
         seen.add(tally)
     log.figure(f"while blocked: {per_second(calls, elapsed)} from the other threads")
@@ -233,7 +240,8 @@ async def blocking_async_hook(log: Log, calls: int) -> None:
 
     async def forever(_: object) -> None:
         started.add()
-        await release.wait()
+        # Until released; bounded all the same, should the storm stop first.
+        await asyncio.wait_for(release.wait(), WAIT)
 
     breaker.on_open(forever)
 

@@ -22,7 +22,7 @@ from aiobreakers import (
 )
 from aiobreakers.testing import FakeClock, RetrySpy
 
-from ._core import THREADS, Log, Mode, num, run_threads, storm
+from ._core import JOIN_TIMEOUT, THREADS, Log, Mode, num, run_threads, storm
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -382,7 +382,8 @@ async def run_tasks(rig: Rig) -> None:
         ledger.elapsed[caller] = ledger.clock.monotonic() - start
 
     tasks = [asyncio.create_task(one(caller)) for caller in range(len(ledger.scripts))]
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Every caller ends within its retries (instant sleeps); a hung one fails.
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), JOIN_TIMEOUT)
 
 
 def run_sync(rig: Rig) -> None:

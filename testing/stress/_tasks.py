@@ -11,7 +11,17 @@ from typing import Any, Final
 from aiobreakers import BreakerConfig, CircuitBreaker, CircuitOpenError, CircuitState
 from aiobreakers.testing import FakeClock
 
-from ._core import Log, Mode, Tally, check_counts, check_probe_slots, num, storm
+from ._core import (
+    JOIN_TIMEOUT,
+    Log,
+    Mode,
+    Tally,
+    check_counts,
+    check_probe_slots,
+    num,
+    rounds,
+    storm,
+)
 
 RECOVERY: Final = 1.0
 MAX_PROBES: Final = 8
@@ -77,7 +87,9 @@ class Crowd:
         seen = self.seen
         call = self.call
         assert callable(call)
-        while not self.stop:
+        for _ in rounds():
+            if self.stop:
+                break
             try:
                 await call()
             except CircuitOpenError:
@@ -152,7 +164,10 @@ async def storm_async(log: Log, tasks: int, steps: int) -> None:
     for _ in range(5):
         await settle(rng)
     crowd.stop = True
-    await asyncio.gather(*crowd.tasks, return_exceptions=True)
+    # Each caller ends at its next turn; a hung one fails the storm.
+    await asyncio.wait_for(
+        asyncio.gather(*crowd.tasks, return_exceptions=True), JOIN_TIMEOUT
+    )
     elapsed = time.perf_counter() - start
     seen = crowd.seen
     metrics = breaker.get_metrics()
