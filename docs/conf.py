@@ -118,6 +118,15 @@ _STDLIB = [
     "type",
     "random",
 ]
+# The integrations' dependencies: no inventory to link to here either.
+_THIRD_PARTY = [
+    "CollectorRegistry",
+    "Metric",
+    "MeterProvider",
+    "prometheus_client.registry.CollectorRegistry",
+    "prometheus_client.metrics_core.Metric",
+    "opentelemetry.metrics.MeterProvider",
+]
 _TYPE_VARIABLES = ["P", "R", "Q", "T", "_F", "_FR", "_CM", "RetryHook", "_E"]
 _PRIVATE = [
     "aiobreakers._breaker._NoFallback",
@@ -131,7 +140,7 @@ nitpick_ignore_regex = [
 ]
 nitpick_ignore = [
     (role, name)
-    for name in [*_STDLIB, *_TYPE_VARIABLES, *_PRIVATE]
+    for name in [*_STDLIB, *_THIRD_PARTY, *_TYPE_VARIABLES, *_PRIVATE]
     for role in ("py:class", "py:exc", "py:func", "py:data", "py:obj", "py:mod")
 ]
 
@@ -224,6 +233,20 @@ def _resolve_private_path(
     return resolved
 
 
+def _no_class_docstring_for_instances(*event: Any) -> None:
+    """
+    Keep ``autodata`` of an instance (``aiobreakers.registry``) to its own text.
+
+    autodoc would repeat the docstring of the instance's class, which has its
+    own entry. *event* is ``autodoc-process-docstring``'s arguments.
+    """
+    _app, what, _name, obj, _options, lines = event
+    inherited = not isinstance(obj, type) and obj.__doc__ == type(obj).__doc__
+    if what == "data" and inherited:
+        lines.clear()
+
+
 def setup(app: Sphinx) -> None:
-    """Connect the private-path resolver to the build."""
+    """Connect the private-path resolver and the docstring filter to the build."""
     app.connect("missing-reference", _resolve_private_path)
+    app.connect("autodoc-process-docstring", _no_class_docstring_for_instances)

@@ -158,6 +158,13 @@ class Model:
     def admit(self, now: float) -> Admitted | None:
         """Return the record of an admitted call, or ``None`` for a rejection."""
         self.observe(now)
+        if self.state is HALF_OPEN:
+            # A probe held for probe_timeout gives its slot back.
+            for call in self.in_flight:
+                if call.record.probe and now - call.record.start >= (
+                    self.config.probe_timeout
+                ):
+                    call.record.probe = False
         if self.state is CLOSED or (
             self.state is HALF_OPEN and self.probes < self.config.half_open_max_calls
         ):

@@ -11,8 +11,16 @@ import pytest
 
 from aiobreakers import BreakerConfig, CircuitOpenError, CircuitState, RetryConfig
 
+# Every public module: the package, the testing toolkit, the integrations.
+PUBLIC_MODULES = [
+    "aiobreakers",
+    "aiobreakers.testing",
+    "aiobreakers.prometheus",
+    "aiobreakers.opentelemetry",
+]
 
-@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_all_names_exist_and_are_unique(module_name: str) -> None:
     """Every name in __all__ is importable, and listed once."""
     module = importlib.import_module(module_name)
@@ -21,7 +29,7 @@ def test_all_names_exist_and_are_unique(module_name: str) -> None:
         assert hasattr(module, name), name
 
 
-@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_every_public_attribute_is_in_all(module_name: str) -> None:
     """No public name is left out of __all__ (private modules excepted)."""
     module = importlib.import_module(module_name)
@@ -36,7 +44,7 @@ def test_every_public_attribute_is_in_all(module_name: str) -> None:
     assert public - submodules - {"annotations"} == set(module.__all__)
 
 
-@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_public_names_have_docstrings(module_name: str) -> None:
     """Each exported class and function says what it does."""
     module = importlib.import_module(module_name)
@@ -58,7 +66,20 @@ def test_importing_the_core_does_not_import_the_testing_toolkit() -> None:
     assert result.stdout.split() == ["False", "False"]
 
 
-@pytest.mark.parametrize("module_name", ["aiobreakers", "aiobreakers.testing"])
+def test_importing_the_core_imports_no_integration() -> None:
+    """import aiobreakers (and its toolkit) never imports an optional dependency."""
+    code = (
+        "import sys, aiobreakers, aiobreakers.testing; print(sorted(name for name in"
+        " sys.modules if name.split('.')[0] in {'prometheus_client', 'opentelemetry'}"
+        " or name in {'aiobreakers.prometheus', 'aiobreakers.opentelemetry'}))"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_public_objects_name_the_public_module(module_name: str) -> None:
     """Classes and functions say where users import them from."""
     module = importlib.import_module(module_name)

@@ -298,14 +298,20 @@ def test_metrics_count_calls_retries_and_outcomes(clock: FakeClock) -> None:
         "total_failures": 2,
         "total_retries": 2,
         "total_exhausted": 1,
+        "budget_balance": None,
+        "budget_refusals": None,
     }
     assert config == {
         "max_retries": 1,
         "base_delay": 1.0,
         "max_delay": 60.0,
-        "strategy": BackoffStrategy.EXPONENTIAL,
-        "retryable_exceptions": (ConnectionError,),
-        "non_retryable_exceptions": (),
+        "strategy": "exponential",
+        "retryable_exceptions": ["builtins.ConnectionError"],
+        "non_retryable_exceptions": [],
+        "deadline": None,
+        "attempt_timeout": None,
+        "retry_on_result": None,
+        "delay_from": None,
     }
 
 
@@ -417,9 +423,13 @@ def test_config_defaults_match_the_spec() -> None:
         "max_retries": 3,
         "base_delay": 1.0,
         "max_delay": 60.0,
-        "strategy": BackoffStrategy.FULL_JITTER,
-        "retryable_exceptions": (),
-        "non_retryable_exceptions": (),
+        "strategy": "full_jitter",
+        "retryable_exceptions": [],
+        "non_retryable_exceptions": [],
+        "deadline": None,
+        "attempt_timeout": None,
+        "retry_on_result": None,
+        "delay_from": None,
     }
     assert RetryPolicy().name == "retry"
 

@@ -251,7 +251,6 @@ async def test_fakes_drive_objects_built_before_them() -> None:
 
 def test_registry_finds_breakers_by_name_and_forces_state(clock: FakeClock) -> None:
     """force() opens, half-opens and closes a named breaker; spies hear it."""
-    track_breakers()
     registry = BreakerRegistry()
     breaker = CircuitBreaker("registry-payments", BreakerConfig(recovery_timeout=60))
     assert registry["registry-payments"] is breaker
@@ -271,7 +270,6 @@ def test_registry_finds_breakers_by_name_and_forces_state(clock: FakeClock) -> N
 
 def test_registry_explains_what_it_cannot_find() -> None:
     """Unknown and ambiguous names, and bad states, say what is wrong."""
-    track_breakers()
     registry = BreakerRegistry()
     twins = [CircuitBreaker("registry-twin") for _ in range(2)]
     with pytest.raises(LookupError, match="no live circuit breaker is called 'nope'"):
@@ -285,15 +283,26 @@ def test_registry_explains_what_it_cannot_find() -> None:
 
 def test_registry_forgets_breakers_nobody_keeps() -> None:
     """Breakers are held weakly."""
-    track_breakers()
     CircuitBreaker("registry-ephemeral")
     gc.collect()
     assert BreakerRegistry().named("registry-ephemeral") == []
 
 
+def test_the_registry_knows_breakers_made_before_anyone_asked() -> None:
+    """No tracking to start: a breaker is known from the moment it is made."""
+    breaker = CircuitBreaker("registry-early")
+    assert BreakerRegistry()["registry-early"] is breaker
+    assert breaker in BreakerRegistry()
+
+
+def test_track_breakers_is_a_deprecated_no_op() -> None:
+    """Code written for the old opt-in tracking still runs, and is told why."""
+    with pytest.warns(DeprecationWarning, match="track_breakers\\(\\) is no longer"):
+        track_breakers()
+
+
 def test_reset_all_closes_every_breaker(clock: FakeClock) -> None:
     """reset_all() closes and zeroes every live breaker."""
-    track_breakers()
     kept = [CircuitBreaker(f"registry-reset-{i}") for i in range(3)]
     for breaker in kept:
         breaker.trip()

@@ -193,6 +193,57 @@ def _decorate_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def _storm_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """Return the retry-storm row, for runs that measured it."""
+
+    def has(run: dict[str, Any]) -> bool:
+        return "storm" in run
+
+    if not any(has(run) for run in runs):
+        return []
+    latest = _latest(runs, has)["storm"]
+    target = latest["target_with_budget"]
+    cells = []
+    for run in runs:
+        if not has(run):
+            cells.append(NOT_MEASURED)
+            continue
+        storm = run["storm"]
+        budgeted = [
+            entry["attempts_per_call"]
+            for name, entry in storm["results"].items()
+            if name.startswith(f"{SUBJECT} +") and "attempts_per_call" in entry
+        ]
+        if not budgeted:
+            cells.append(NOT_MEASURED)
+            continue
+        met = "met" if budgeted[0] <= target else "missed"
+        cells.append(f"{budgeted[0]:.3f} attempts/call ({met})")
+    first = _first(runs, has)["storm"]["results"]
+    peers = {
+        name: entry["attempts_per_call"]
+        for name, entry in first.items()
+        if not name.startswith(SUBJECT) and "attempts_per_call" in entry
+    }
+    best = (
+        "-"
+        if not peers
+        else f"{min(peers, key=peers.__getitem__)} {min(peers.values()):.3f}"
+    )
+    return [
+        [
+            (
+                f"retry storm: {latest['clients']} clients, a dependency that is down,"
+                " with RetryBudget(ratio=0.2)"
+            ),
+            f"<= {target:g} attempts/call",
+            *cells,
+            best,
+            "-",
+        ]
+    ]
+
+
 def _environment(meta: dict[str, Any]) -> str:
     return (
         f"{meta['implementation']} {meta['python']}, {meta['cpus']} CPUs,"
@@ -218,6 +269,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     rows = [row for key in _case_keys(runs) if (row := _case_row(runs, key))]
     rows.extend(_memory_rows(runs))
     rows.extend(_decorate_rows(runs))
+    rows.extend(_storm_rows(runs))
     lines = [".. list-table::", "   :header-rows: 1", ""]
     for row in [header, *rows]:
         lines.append(f"   * - {row[0]}")

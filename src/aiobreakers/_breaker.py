@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, cast, final, o
 from . import _fork, _ports
 from ._blocks import OpenBlocks
 from ._config import BreakerConfig
-from ._errors import CircuitOpenError
+from ._errors import CircuitOpenError, UnwantedResult
 from ._events import (
     CallFailed,
     CallRejected,
@@ -252,7 +252,7 @@ class CircuitBreaker(Generic[P, R]):
         self._blocks: OpenBlocks | None = None
         self._quiet = self._is_quiet()
         self._zero_counters()
-        registry.add(self)
+        registry._add_breaker(self)
 
     def _zero_counters(self) -> None:
         self._successes = 0
@@ -272,6 +272,7 @@ class CircuitBreaker(Generic[P, R]):
         window = self._machine.window
         return (
             self._sink is None
+            and self._machine.config.failure_on_result is None
             and (window is None or window.takes_bulk)
             and _PER_CALL_HOOKS.isdisjoint(self._hooks)
         )
@@ -633,7 +634,7 @@ class CircuitBreaker(Generic[P, R]):
             except Exception as error:
                 self._finish(spell, start, error, ticket)
                 raise
-            self._finish(spell, start, None, ticket)
+            self._finish(spell, start, self._judge_result(result), ticket)
             return result
         finally:
             ticket.done = True  # no signal can strike between these two
@@ -657,7 +658,7 @@ class CircuitBreaker(Generic[P, R]):
             except Exception as error:
                 self._finish(spell, start, error, ticket)
                 raise
-            self._finish(spell, start, None, ticket)
+            self._finish(spell, start, self._judge_result(result), ticket)
             return result
         finally:
             ticket.done = True  # no signal can strike between these two
@@ -764,6 +765,27 @@ class CircuitBreaker(Generic[P, R]):
         if change is not None:
             self._announce(change)
 
+    def _judge_result(self, result: object) -> UnwantedResult | None:
+        """
+        Apply failure_on_result: an UnwantedResult for a result that fails.
+
+        The predicate is user code: if it raises, the result counts as a
+        success (as without a predicate) and the predicate's error is logged.
+        """
+        predicate = self._machine.config.failure_on_result
+        if predicate is None:
+            return None
+        try:
+            failed = bool(predicate(result))
+        except Exception:  # noqa: BLE001 - a broken predicate must not break the call
+            logger.exception(
+                "failure_on_result of breaker %r raised on %r; counting a success",
+                self._name,
+                result,
+            )
+            return None
+        return UnwantedResult(result) if failed else None
+
     def _counts_as_failure(self, error: Exception) -> bool:
         """
         Apply the exception filters; a filter that raises counts a failure.
@@ -773,6 +795,8 @@ class CircuitBreaker(Generic[P, R]):
         the call's own error still reaches the caller, counted as a failure,
         and the filter's error is logged.
         """
+        if isinstance(error, UnwantedResult):
+            return True  # failure_on_result said so
         try:
             return self._machine.config.counts_as_failure(error)
         except Exception:  # noqa: BLE001 - a broken filter must not break the call
@@ -845,18 +869,20 @@ class CircuitBreaker(Generic[P, R]):
 
     def _timed_success(self, start: float, end: float) -> None:
         """
-        Add a timed healthy call's duration, and fold the pending tokens.
+        Add a timed healthy call's duration, folding the tokens if due.
 
-        Its own token is already pending. The lock is taken anyway, so the
-        tokens are folded too: on a clock that times every call, no other
-        fold may come.
+        Its own token is already pending. On a clock that times every call
+        this is the only place that folds; on the system clock, folding here
+        before the list is due would restart the count that picks the calls
+        to time (see the protectors).
         """
         duration = span(start, end)
         with self._lock or self._guard():
             if duration is not None:
                 self._timed += 1
                 self._duration += duration
-            self._fold_pending()
+            if self._pending is not None and len(self._pending) >= FOLD_AT:
+                self._fold_pending()
 
     # -- announcing ---------------------------------------------------------
 

@@ -11,7 +11,12 @@ or the share of failed or slow calls over a sliding window
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from ._hooks import check_hook
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 from ._validation import check_exceptions, check_int, check_seconds, is_finite
 
@@ -201,6 +206,12 @@ class BreakerConfig:
             ``1.0`` keeps it fixed.
         max_recovery_timeout: Seconds; the longest a growing recovery timeout
             gets. Required when *recovery_multiplier* is above 1.
+        failure_on_result: Called with each protected call's result; True
+            counts the call as a failure (the result still reaches the
+            caller), say for a response with status 503. Events and hooks see
+            an :class:`~aiobreakers.UnwantedResult` as its error. ``None``:
+            results always count as successes. Not used by ``with`` blocks,
+            which have no result.
         probe_timeout: Seconds after which a half-open probe that has not
             reported gives its slot back, so that a probe whose outcome is
             lost (an interrupted thread, a process that forked) can never
@@ -224,6 +235,7 @@ class BreakerConfig:
     recovery_multiplier: float = 1.0
     max_recovery_timeout: float | None = None
     probe_timeout: float = 60.0
+    failure_on_result: Callable[[Any], object] | None = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -235,6 +247,8 @@ class BreakerConfig:
         check_int(owner, "half_open_max_calls", self.half_open_max_calls, 1)
         self._check_trip(owner)
         self._check_recovery_growth(owner)
+        if self.failure_on_result is not None:
+            check_hook(self.failure_on_result, f"{owner}.failure_on_result", 1)
         check_seconds(owner, "probe_timeout", self.probe_timeout)
         if self.probe_timeout == 0:
             raise ValueError(

@@ -3,15 +3,17 @@ The terminal demo: a flaky dependency goes down and recovers.
 
 ``python -m aiobreakers demo`` runs it in about ten seconds of real time;
 ``--fast`` runs the same scenario at once on a virtual clock
-(:class:`aiobreakers.testing.FakeClock`, injected explicitly).
+(:class:`aiobreakers.testing.FakeClock`, injected explicitly);
+``--metrics-port`` serves the Prometheus metrics meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from ._backoff import BackoffStrategy
 from ._breaker import BreakerMetrics, CircuitBreaker
@@ -27,6 +29,9 @@ from ._events import (
 )
 from ._ports import Clock, Sleeper, SystemClock, SystemRandom, SystemSleeper
 from ._retry import RetryConfig, RetryMetrics, RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["main", "run"]
 
@@ -235,7 +240,13 @@ def _report(breaker: BreakerMetrics, retry: RetryMetrics, out: TextIO) -> None:
     print(rule, file=out, flush=True)
 
 
-def main(*, fast: bool, seed: int, out: TextIO | None = None) -> int:
+def main(
+    *,
+    fast: bool,
+    seed: int,
+    out: TextIO | None = None,
+    metrics_port: int | None = None,
+) -> int:
     """
     Run the demo; return the process exit status.
 
@@ -243,6 +254,9 @@ def main(*, fast: bool, seed: int, out: TextIO | None = None) -> int:
         fast: Run at once on a virtual clock instead of in real time.
         seed: Seeds the retry policy's jitter.
         out: Where to narrate; ``None`` for standard output.
+        metrics_port: Serve Prometheus metrics on this port of 127.0.0.1
+            while the demo runs (``0``: a free port, printed); ``None`` for
+            no server. Needs ``prometheus_client``.
     """
     stream = sys.stdout if out is None else out
     clock: Clock
@@ -254,9 +268,46 @@ def main(*, fast: bool, seed: int, out: TextIO | None = None) -> int:
         clock = sleeper = FakeClock()
     else:
         clock, sleeper = SystemClock(), SystemSleeper()
-    try:
-        asyncio.run(run(clock=clock, sleeper=sleeper, out=stream, seed=seed))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=stream)
-        return 130
+    with contextlib.ExitStack() as stack:
+        if metrics_port is not None:
+            try:
+                url = stack.enter_context(_serving_metrics(metrics_port))
+            except OSError as error:
+                print(
+                    f"cannot serve metrics on 127.0.0.1:{metrics_port}: {error}",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"serving Prometheus metrics at {url}\n", file=stream, flush=True)
+        try:
+            asyncio.run(run(clock=clock, sleeper=sleeper, out=stream, seed=seed))
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=stream)
+            return 130
     return 0
+
+
+@contextlib.contextmanager
+def _serving_metrics(port: int) -> Iterator[str]:
+    """
+    Serve every breaker's and policy's metrics on 127.0.0.1:*port* meanwhile.
+
+    Yields the URL to scrape. Loopback only: the demo is for one machine.
+    """
+    # Imported here: only --metrics-port needs prometheus_client.
+    import prometheus_client  # noqa: PLC0415
+
+    from .prometheus import AiobreakersCollector  # noqa: PLC0415
+
+    # A registry of our own: the demo's metrics, not the process's.
+    metrics = prometheus_client.CollectorRegistry()
+    AiobreakersCollector(registry=metrics)
+    server, thread = prometheus_client.start_http_server(
+        port, addr="127.0.0.1", registry=metrics
+    )
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

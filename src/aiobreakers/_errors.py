@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["CircuitOpenError"]
+__all__ = ["CircuitOpenError", "UnwantedResult"]
 
 
 class CircuitOpenError(Exception):
@@ -55,3 +55,27 @@ class CircuitOpenError(Exception):
         else:
             why = f"circuit {self.name!r} is half-open and all its probe slots are busy"
         return f"{why}; retry after {self.retry_after:.3f}s"
+
+
+class UnwantedResult(Exception):  # noqa: N818 - it stands for a result, not an error
+    """
+    A result that a predicate rejected, where an exception is expected.
+
+    When ``RetryConfig.retry_on_result`` (or ``BreakerConfig.failure_on_result``)
+    says a call's *result* is a failure, hooks and events that report the
+    failure's exception get one of these, so that they always receive an
+    :class:`Exception` and can tell the two apart with ``isinstance``. It is
+    never raised to the caller: a policy whose retries run out returns the
+    last result.
+
+    Args:
+        result: The result the predicate rejected.
+    """
+
+    @property
+    def result(self) -> object:
+        """The result the predicate rejected."""
+        return self.args[0]
+
+    def __str__(self) -> str:
+        return f"unwanted result {self.result!r}"

@@ -127,7 +127,9 @@ class RetryScheduled:
     Attributes:
         name: The policy's name.
         attempt: The number of the retry about to happen (1 for the first).
-        error: The exception of the attempt that failed.
+        error: The exception of the attempt that failed (an
+            :class:`~aiobreakers.UnwantedResult` for a result that
+            ``retry_on_result`` rejected).
         delay: Seconds the policy waits before the retry.
     """
 
@@ -145,15 +147,23 @@ class RetryExhausted:
     Attributes:
         name: The policy's name.
         attempts: How many attempts were made in all.
-        error: The last attempt's exception, which reached the caller unchanged.
+        error: The last attempt's exception, which reached the caller
+            unchanged (an :class:`~aiobreakers.UnwantedResult` when it was a
+            result that ``retry_on_result`` rejected: the caller got the
+            result).
         elapsed: Seconds of the policy's clock from the first failed attempt
             to giving up: what the retries cost the caller.
+        reason: Why the retries ended: ``"max_retries"`` (all made),
+            ``"deadline"`` (the next wait would end past it),
+            ``"server_delay"`` (the dependency asked for more than
+            ``max_delay``) or ``"budget"`` (the retry budget is spent).
     """
 
     name: str
     attempts: int
     error: Exception
     elapsed: float
+    reason: str = "max_retries"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

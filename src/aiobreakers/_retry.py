@@ -7,18 +7,23 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypedDict, TypeVar, overload
 
 from . import _fork, _ports
+from ._attempts import Attempts
 from ._backoff import BackoffStrategy
-from ._errors import CircuitOpenError
+from ._budget import RetryBudget
+from ._errors import CircuitOpenError, UnwantedResult
 from ._events import RetryExhausted, RetryScheduled, emit, listening, logger
 from ._hooks import Hook, check_hook, run_hooks
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._protect import decorate
+from ._registry import registry
 from ._tally import FOLD_AT, take
+from ._timeouts import within
 from ._validation import (
     check_exceptions,
     check_int,
     check_name,
     check_seconds,
+    is_finite,
     span,
 )
 
@@ -52,10 +57,33 @@ class RetryConfig:
             means every :class:`Exception`.
         non_retryable_exceptions: Never retry exceptions of these types; wins
             over *retryable_exceptions*.
+        deadline: Seconds for all attempts and waits of one call together,
+            measured on the policy's clock from the start of the first
+            attempt; ``None`` for no limit. A wait that would end past it is
+            never started: the last error is re-raised at once (the
+            :class:`RetryExhausted` event says ``reason="deadline"``). An
+            async attempt still running at the deadline is cut there with
+            :class:`TimeoutError`.
+        attempt_timeout: Seconds one async attempt may run before it is
+            cancelled and fails with :class:`TimeoutError` (retried by the
+            usual filters); ``None`` for no limit. Async functions only: a
+            policy with one refuses to protect a sync function. Deadline and
+            timeout run on the policy's clock and sleeper, so a
+            :class:`~aiobreakers.testing.FakeClock` drives them in tests.
+        retry_on_result: Called with each attempt's result; True retries it
+            like a failure. When retries run out the last result is
+            returned, not raised. Hooks and events see an
+            :class:`UnwantedResult` where they see an exception otherwise.
+        delay_from: Called with each retryable error; returns the seconds the
+            dependency asked to wait (say, from a ``Retry-After`` header, see
+            :func:`parse_retry_after`), or ``None`` for the strategy's delay.
+            A requested delay above *max_delay*, or past the deadline, ends
+            the retries: retrying sooner would disobey the server.
 
     :class:`CircuitOpenError` is never retried unless it, or a subclass, is
     named in *retryable_exceptions* itself (``(Exception,)`` does not count):
-    retrying a circuit that is known to be open wastes attempts.
+    retrying a circuit that is known to be open wastes attempts. When it is,
+    the policy waits at least the error's ``retry_after``.
     Cancellation and other non-:class:`Exception` errors are never retried.
 
     Raises:
@@ -71,6 +99,10 @@ class RetryConfig:
     strategy: BackoffStrategy = BackoffStrategy.FULL_JITTER
     retryable_exceptions: tuple[type[Exception], ...] = ()
     non_retryable_exceptions: tuple[type[Exception], ...] = ()
+    deadline: float | None = None
+    attempt_timeout: float | None = None
+    retry_on_result: Callable[[Any], object] | None = None
+    delay_from: Callable[[Exception], float | None] | None = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -91,6 +123,18 @@ class RetryConfig:
         check_exceptions(
             owner, "non_retryable_exceptions", self.non_retryable_exceptions
         )
+        for field in ("deadline", "attempt_timeout"):
+            value = getattr(self, field)
+            if value is not None:
+                check_seconds(owner, field, value)
+                if value == 0:
+                    raise ValueError(
+                        f"{owner}.{field} must be > 0 (or None for no limit), got 0"
+                    )
+        for field in ("retry_on_result", "delay_from"):
+            value = getattr(self, field)
+            if value is not None:
+                check_hook(value, f"{owner}.{field}", 1)
 
     def should_retry(self, error: Exception) -> bool:
         """Whether *error*, raised by an attempt, may be retried."""
@@ -136,8 +180,29 @@ class RetryConfig:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the fields as a plain dict (the ``config`` of the metrics)."""
-        return {field.name: getattr(self, field.name) for field in fields(self)}
+        """
+        Return the fields as plain, JSON-serialisable data (the metrics' ``config``).
+
+        The strategy becomes its value (``"full_jitter"``), each exception
+        tuple a list of qualified class names (``"builtins.ConnectionError"``,
+        ``"myapp.errors.Throttled"``), and a function its qualified name.
+        """
+        return {field.name: _plain(getattr(self, field.name)) for field in fields(self)}
+
+
+def _plain(value: object) -> object:
+    """Return a config field's value as JSON data: numbers, strings, lists."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, BackoffStrategy):
+        return value.value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    # A class or function by its qualified name; any other object by its class's.
+    named = value if hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(named, '__module__', '?')}.{getattr(named, '__qualname__', '?')}"
 
 
 _DEFAULT_CONFIG: Final = RetryConfig()
@@ -163,15 +228,27 @@ class RetryMetrics(TypedDict):
     in neither.
     """
     total_successes: int
-    """Calls that returned, on any attempt."""
+    """Calls that returned a wanted result, on any attempt."""
     total_failures: int
-    """Calls that raised: not retryable, or out of retries."""
+    """
+    Calls that failed: raised (not retryable, or out of retries), or ended on a result
+    that ``retry_on_result`` rejected (which the caller still got).
+    """
     total_retries: int
     """Retries made, over all calls."""
     total_exhausted: int
-    """Calls that failed because their retries ran out."""
+    """
+    Calls that failed because their retries ran out.
+
+    Or were ended by the deadline, a server's delay or the retry budget: the
+    :class:`RetryExhausted` event's ``reason`` says which.
+    """
     config: dict[str, Any]
-    """The configuration, as a plain dict."""
+    """The configuration, as plain data: :meth:`RetryConfig.as_dict`."""
+    budget_balance: float | None
+    """Retries the policy's budget would allow now; ``None`` without one."""
+    budget_refusals: int | None
+    """Retries the budget refused (for every policy sharing it); ``None`` without."""
 
 
 class RetryPolicy:
@@ -192,6 +269,9 @@ class RetryPolicy:
         random: The jitter source; ``None`` uses the process-wide default.
         sink: Receives every event of this policy, in addition to the
             process-wide sink; ``None`` for none.
+        budget: A :class:`RetryBudget`, which may be shared by many policies:
+            each protected call deposits, each retry withdraws, and a retry
+            it cannot pay is not made. ``None`` for no budget.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -200,6 +280,7 @@ class RetryPolicy:
 
     __slots__ = (
         "__weakref__",
+        "_budget",
         "_clock",
         "_config",
         "_exhausted",
@@ -224,6 +305,7 @@ class RetryPolicy:
         sleeper: Sleeper | None = None,
         random: RandomSource | None = None,
         sink: EventSink | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         check_name(name)
         if config is None:
@@ -240,6 +322,12 @@ class RetryPolicy:
             None if random is None else check_port(random, RandomSource, "random")
         )
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(
+                f"budget must be a RetryBudget (or None), got {budget!r}"
+                + (": pass an instance, RetryBudget()" if budget is RetryBudget else "")
+            )
+        self._budget = budget
         self._hooks: tuple[Hook, ...] = ()
         self._successes = 0
         self._failures = 0
@@ -251,6 +339,7 @@ class RetryPolicy:
         self._pending: list[object] = []
         with _fork.making.lock:
             _fork.register(self, RetryPolicy._renew_after_fork)
+        registry._add_policy(self)
 
     @property
     def name(self) -> str:
@@ -261,6 +350,11 @@ class RetryPolicy:
     def config(self) -> RetryConfig:
         """The policy's configuration."""
         return self._config
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        """The policy's retry budget, if it has one."""
+        return self._budget
 
     def __repr__(self) -> str:
         return f"<RetryPolicy {self._name!r} max_retries={self._config.max_retries}>"
@@ -326,6 +420,7 @@ class RetryPolicy:
             self._fold_pending()
             successes, failures = self._successes, self._failures
             retries, exhausted = self._retries, self._exhausted
+        budget = None if self._budget is None else self._budget.get_metrics()
         return {
             "name": self._name,
             "total_calls": successes + failures,
@@ -334,6 +429,8 @@ class RetryPolicy:
             "total_retries": retries,
             "total_exhausted": exhausted,
             "config": self._config.as_dict(),
+            "budget_balance": None if budget is None else budget["balance"],
+            "budget_refusals": None if budget is None else budget["refusals"],
         }
 
     # -- protecting calls ---------------------------------------------------
@@ -398,6 +495,38 @@ class RetryPolicy:
         result: R = await self._protect_async(func)(*args, **kwargs)
         return result
 
+    def attempts(self) -> Attempts:
+        """
+        Return the attempts of one run of a block, to retry code that is not a function.
+
+        Example::
+
+            for attempt in retry.attempts():  # or: async for ... in coroutines
+                with attempt:
+                    do_something()
+
+        A retryable error in the block is swallowed, waited out, and the
+        block runs again; the final error propagates from its ``with``. Each
+        run of the loop counts as one protected call, with the same hooks,
+        events, metrics, deadline and budget as the decorator. A block cannot
+        be cut short: *attempt_timeout* does not apply, and the deadline only
+        stops waits. ``attempt.number`` is 1 for the first attempt.
+        """
+        return Attempts(self)
+
+    def _begin_run(self) -> _Call:
+        """Start a run of attempts() (its first attempt starts now)."""
+        if self._budget is not None:
+            self._budget.deposit()
+        started = self._now() if self._config.deadline is not None else None
+        return _Call(self, started)
+
+    def _count_success(self) -> None:
+        self._count(_SUCCEEDED)
+
+    def _sleeper_now(self) -> Sleeper:
+        return self._sleeper or _ports.current.sleeper
+
     # A protector wraps one function. Its first attempt is inline, since that
     # is all a healthy call does; retries run in _retry_sync / _retry_async.
     # Retrying outside the except block keeps later errors free of an
@@ -405,21 +534,36 @@ class RetryPolicy:
     # afterwards keeps frame and traceback out of a reference cycle.
 
     def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        config = self._config
+        if config.attempt_timeout is not None:
+            raise TypeError(
+                f"retry policy {self._name!r} has an attempt_timeout, which cuts"
+                " async attempts only: a running sync function cannot be"
+                f" interrupted safely; cannot protect {_name_of(func)}"
+            )
         policy = self
         pending = self._pending
+        budget = self._budget
+        timed = config.deadline is not None
+        unwanted = config.retry_on_result
 
         def protected(*args: Any, **kwargs: Any) -> Any:
+            if budget is not None:
+                budget.deposit()
+            started = policy._now() if timed else None
             try:
                 result = func(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
                 failure = error
             else:
-                pending.append(_SUCCEEDED)
-                if len(pending) >= FOLD_AT:
-                    policy._fold()
-                return result
+                if unwanted is None or not policy._rejects(result):
+                    pending.append(_SUCCEEDED)
+                    if len(pending) >= FOLD_AT:
+                        policy._fold()
+                    return result
+                failure = UnwantedResult(result)
             try:
-                return policy._retry_sync(func, args, kwargs, failure)
+                return policy._retry_sync(func, args, kwargs, failure, started)
             finally:
                 del failure
 
@@ -428,21 +572,34 @@ class RetryPolicy:
     def _protect_async(
         self, func: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        config = self._config
         policy = self
         pending = self._pending
+        budget = self._budget
+        timed = config.deadline is not None
+        limited = timed or config.attempt_timeout is not None
+        unwanted = config.retry_on_result
 
         async def protected(*args: Any, **kwargs: Any) -> Any:
+            if budget is not None:
+                budget.deposit()
+            started = policy._now() if timed else None
             try:
-                result = await func(*args, **kwargs)
+                if limited:
+                    result = await policy._attempt_async(func, args, kwargs, started)
+                else:
+                    result = await func(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
                 failure = error
             else:
-                pending.append(_SUCCEEDED)
-                if len(pending) >= FOLD_AT:
-                    policy._fold()
-                return result
+                if unwanted is None or not policy._rejects(result):
+                    pending.append(_SUCCEEDED)
+                    if len(pending) >= FOLD_AT:
+                        policy._fold()
+                    return result
+                failure = UnwantedResult(result)
             try:
-                return await policy._retry_async(func, args, kwargs, failure)
+                return await policy._retry_async(func, args, kwargs, failure, started)
             finally:
                 del failure
 
@@ -453,63 +610,103 @@ class RetryPolicy:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        error: Exception,
+        failure: Exception,
+        started: float | None,
     ) -> Any:
-        """Retry ``func(*args, **kwargs)`` after its first attempt raised *error*."""
-        first_failure = self._now()
-        retry = 1
-        previous = self._config.base_delay
+        """Retry ``func(*args, **kwargs)`` after its first attempt failed."""
+        call = _Call(self, started)
         try:
             while True:
-                delay = self._plan(retry, error, previous, first_failure)
+                delay = self._plan(call, failure)
                 if delay is None:
-                    raise error
+                    if isinstance(failure, UnwantedResult):
+                        return failure.result
+                    raise failure
                 if delay > 0:
                     (self._sleeper or _ports.current.sleeper).sleep_sync(delay)
                 try:
                     result = func(*args, **kwargs)
-                except Exception as next_error:  # noqa: BLE001 - retried or re-raised
-                    error = next_error
-                else:
-                    self._count(_SUCCEEDED)
-                    return result
-                retry += 1
-                previous = delay
+                except Exception as error:  # noqa: BLE001 - retried or re-raised
+                    failure = error
+                    continue
+                if self._config.retry_on_result is not None and self._rejects(result):
+                    failure = UnwantedResult(result)
+                    continue
+                self._count(_SUCCEEDED)
+                return result
         finally:
-            del error  # no frame-traceback cycle (see the protectors)
+            del failure  # no frame-traceback cycle (see the protectors)
 
     async def _retry_async(
         self,
         func: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        error: Exception,
+        failure: Exception,
+        started: float | None,
     ) -> Any:
-        """Retry ``func(*args, **kwargs)`` after its first attempt raised *error*."""
-        first_failure = self._now()
-        retry = 1
-        previous = self._config.base_delay
+        """Retry ``func(*args, **kwargs)`` after its first attempt failed."""
+        call = _Call(self, started)
         try:
             while True:
-                delay = self._plan(retry, error, previous, first_failure)
+                delay = self._plan(call, failure)
                 if delay is None:
-                    raise error
+                    if isinstance(failure, UnwantedResult):
+                        return failure.result
+                    raise failure
                 if delay > 0:
                     await (self._sleeper or _ports.current.sleeper).sleep_async(delay)
                 try:
-                    result = await func(*args, **kwargs)
-                except Exception as next_error:  # noqa: BLE001 - retried or re-raised
-                    error = next_error
-                else:
-                    self._count(_SUCCEEDED)
-                    return result
-                retry += 1
-                previous = delay
+                    result = await self._attempt_async(func, args, kwargs, started)
+                except Exception as error:  # noqa: BLE001 - retried or re-raised
+                    failure = error
+                    continue
+                if self._config.retry_on_result is not None and self._rejects(result):
+                    failure = UnwantedResult(result)
+                    continue
+                self._count(_SUCCEEDED)
+                return result
         finally:
-            del error  # no frame-traceback cycle (see the protectors)
+            del failure  # no frame-traceback cycle (see the protectors)
+
+    async def _attempt_async(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        started: float | None,
+    ) -> Any:
+        """Await one attempt, cut at attempt_timeout or at the deadline."""
+        config = self._config
+        limit = config.attempt_timeout
+        if started is not None and config.deadline is not None:
+            left = started + config.deadline - self._now()
+            limit = left if limit is None else min(limit, left)
+        if limit is None:
+            return await func(*args, **kwargs)
+        sleeper = self._sleeper or _ports.current.sleeper
+        return await within(max(0.0, limit), func(*args, **kwargs), sleeper)
 
     def _now(self) -> float:
         return (self._clock or _ports.current.clock).monotonic()
+
+    def _rejects(self, result: object) -> bool:
+        """
+        Apply retry_on_result; a predicate that raises accepts the result.
+
+        The predicate is user code: if it raises, the caller gets the result
+        (as without a predicate) and the predicate's error is logged.
+        """
+        predicate = self._config.retry_on_result
+        try:
+            return predicate is not None and bool(predicate(result))
+        except Exception:  # noqa: BLE001 - a broken predicate must not break the call
+            logger.exception(
+                "retry_on_result of retry policy %r raised on %r; accepting it",
+                self._name,
+                result,
+            )
+            return False
 
     def _should_retry(self, error: Exception) -> bool:
         """
@@ -519,6 +716,8 @@ class RetryPolicy:
         ``__instancecheck__``); if it raises, the attempt's own error reaches
         the caller, counted as a failure, and the filter's error is logged.
         """
+        if isinstance(error, UnwantedResult):
+            return True  # retry_on_result asked for it
         try:
             return self._config.should_retry(error)
         except Exception:  # noqa: BLE001 - a broken filter must not break the call
@@ -530,53 +729,141 @@ class RetryPolicy:
             )
             return False
 
-    def _plan(
-        self,
-        retry: int,
-        error: Exception,
-        previous: float,
-        first_failure: float,
-    ) -> float | None:
-        """Decide on a failed attempt: the delay before *retry*, or ``None``."""
+    def _server_delay(self, error: Exception) -> float | None:
+        """
+        Return the delay ``delay_from`` asks for, or None for the strategy's.
+
+        ``delay_from`` is user code: if it raises, or answers something that
+        is not a number of seconds, it is logged and ignored.
+        """
+        asked: float | None = None
+        delay_from = self._config.delay_from
+        if delay_from is not None and not isinstance(error, UnwantedResult):
+            try:
+                answer: object = delay_from(error)
+                if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+                    asked = float(answer)
+                if answer is not None and not (
+                    asked is not None and is_finite(asked) and asked >= 0
+                ):
+                    logger.error(
+                        "delay_from of retry policy %r returned %r for %r, not"
+                        " seconds >= 0; using the strategy's delay",
+                        self._name,
+                        answer,
+                        error,
+                    )
+                    asked = None
+            except Exception:  # noqa: BLE001 - user code must not break the call
+                logger.exception(
+                    "delay_from of retry policy %r raised on %r; using the"
+                    " strategy's delay",
+                    self._name,
+                    error,
+                )
+        return asked
+
+    def _wait_asked(self, failure: Exception, delay: float) -> float:
+        """
+        Return the wait before retrying *failure*, given the strategy's *delay*.
+
+        What ``delay_from`` asks replaces the strategy's delay; an open
+        circuit is waited out until a probe may pass, whichever is longer.
+        """
+        asked = self._server_delay(failure)
+        if asked is not None:
+            delay = asked
+        if isinstance(failure, CircuitOpenError):
+            delay = max(delay, failure.retry_after)
+        return delay
+
+    def _plan(self, call: _Call, failure: Exception) -> float | None:
+        """Decide on a failed attempt: the delay before the next, or ``None``."""
         config = self._config
-        if not self._should_retry(error):
+        if call.retry == 1:
+            call.failed_at = self._now()
+        if not self._should_retry(failure):
             self._count(_FAILED)
             return None
+        retry = call.retry
         if retry > config.max_retries:
-            self._count(_EXHAUSTED)
-            if listening(self._sink):
-                emit(
-                    self._sink,
-                    RetryExhausted(
-                        name=self._name,
-                        attempts=retry,
-                        error=error,
-                        elapsed=span(first_failure, self._now()) or 0.0,
-                    ),
-                )
+            self._give_up(call, failure, "max_retries")
             return None
         # Every strategy gives 0 when max_delay is 0: skip the arithmetic.
         delay = (
             config.delay(
-                retry, previous=previous, random=self._random or _ports.current.random
+                retry,
+                previous=call.previous,
+                random=self._random or _ports.current.random,
             )
             if config.max_delay
             else 0.0
         )
+        delay = self._wait_asked(failure, delay)
+        # Strategy delays never exceed max_delay; the dependency's may.
+        if delay > config.max_delay:
+            # Retrying sooner would disobey the server; later, the caller.
+            self._give_up(call, failure, "server_delay")
+            return None
+        if call.deadline is not None and self._now() + delay > call.deadline:
+            self._give_up(call, failure, "deadline")
+            return None
+        if self._budget is not None and not self._budget.withdraw():
+            self._give_up(call, failure, "budget")
+            return None
         self._count(_RETRIED)
         if listening(self._sink):
             emit(
                 self._sink,
                 RetryScheduled(
-                    name=self._name, attempt=retry, error=error, delay=delay
+                    name=self._name, attempt=retry, error=failure, delay=delay
                 ),
             )
         if self._hooks:
             run_hooks(
                 self._hooks,
-                (retry, error, delay),
+                (retry, failure, delay),
                 owner=self._name,
                 hook="on_retry",
                 sink=self._sink,
             )
+        call.retry = retry + 1
+        call.previous = delay
         return delay
+
+    def _give_up(self, call: _Call, failure: Exception, reason: str) -> None:
+        """Count a call whose retries end for *reason*, and say so."""
+        self._count(_EXHAUSTED)
+        if listening(self._sink):
+            emit(
+                self._sink,
+                RetryExhausted(
+                    name=self._name,
+                    attempts=call.retry,
+                    error=failure,
+                    elapsed=span(call.failed_at, self._now()) or 0.0,
+                    reason=reason,
+                ),
+            )
+
+
+class _Call:
+    """One protected call's retries so far: what the next decision needs."""
+
+    __slots__ = ("deadline", "failed_at", "previous", "retry")
+
+    def __init__(self, policy: RetryPolicy, started: float | None) -> None:
+        config = policy.config
+        # The retry about to be decided, and the delay before the last one.
+        self.retry = 1
+        self.previous = config.base_delay
+        self.failed_at = 0.0  # set when the first attempt fails
+        self.deadline = (
+            None
+            if started is None or config.deadline is None
+            else started + config.deadline
+        )
+
+
+def _name_of(func: object) -> str:
+    return str(getattr(func, "__qualname__", func))

@@ -188,6 +188,21 @@ def _retry_success(lib: RetryLib, module: Any) -> Body:
     return lib.wrap(module, ok)
 
 
+def _retry_success_guarded(lib: RetryLib, module: Any) -> Body:
+    """A policy with a deadline and a result predicate: only aiobreakers has both."""
+    if lib.name != SUBJECT:
+        raise Skip("n/a")
+    config = module.RetryConfig(
+        max_retries=MAX_RETRIES,
+        base_delay=0.0,
+        max_delay=0.0,
+        deadline=30.0,
+        retry_on_result=lambda result: result is None,
+    )
+    guarded: Body = module.RetryPolicy("bench-guarded", config)(ok)
+    return guarded
+
+
 def _retry_success_async(lib: RetryLib, module: Any) -> Body:
     return lib.wrap(module, ok_async)
 
@@ -329,6 +344,16 @@ CASES: tuple[TimingCase, ...] = (
         bare=lambda: ok,
         build=_retry_success,
         target=6,
+    ),
+    TimingCase(
+        key="retry_sync_guarded",
+        title="sync retry, success, with a deadline and a result predicate",
+        kind="sync",
+        family="retry",
+        baseline="f()",
+        bare=lambda: ok,
+        build=_retry_success_guarded,
+        target=None,
     ),
     TimingCase(
         key="retry_async_success",

@@ -220,6 +220,7 @@ def summary_block(
             f"  {case.key:<{width}}  {f'<= {case.target:g}x':>8}  {value:>11}"
             f"  {met:>6}  {_lead_text(case)}"
         )
+    lines.append(f"  {_guarded_text(cases)}")
     size = memory.outcomes.get(SUBJECT, "not measured")
     shown = size if isinstance(size, str) else f"{size:,.0f}"
     lines.append(
@@ -230,6 +231,29 @@ def summary_block(
         f" decoration: {_VERDICT[decorate.subject_meets_target]}"
     )
     return "\n".join(lines)
+
+
+# A deadline and a result predicate may cost this much over the plain policy.
+GUARDED_TARGET = 1.3
+
+
+def _guarded_text(cases: list[CaseResult]) -> str:
+    """Say how the guarded retry case compares with the plain one."""
+    ratios = {}
+    for case in cases:
+        outcome = case.outcomes.get(SUBJECT)
+        if case.key in ("retry_sync_success", "retry_sync_guarded") and isinstance(
+            outcome, Timing
+        ):
+            ratios[case.key] = outcome.ratio
+    if len(ratios) < 2:
+        return "deadline + result predicate over the plain policy: not measured"
+    over = ratios["retry_sync_guarded"] / ratios["retry_sync_success"]
+    verdict = "yes" if over <= GUARDED_TARGET else "NO"
+    return (
+        f"deadline + result predicate: {over:.2f}x the plain policy"
+        f" (target <= {GUARDED_TARGET:g}x: {verdict})"
+    )
 
 
 def memory_block(memory: MemoryResult) -> str:

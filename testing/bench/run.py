@@ -61,6 +61,7 @@ from _report import (
     summary_block,
     to_json,
 )
+from _storm import run_storm, storm_block, storm_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -373,9 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{allocation_block(allocation)}", flush=True)
     decorate = run_decorate(settings)
     print(f"\n{decorate_block(decorate)}")
+    storm = run_storm(quick=args.quick)
+    print(f"\n{storm_block(storm)}")
     print(f"\n{summary_block(cases, memory, decorate)}")
     if args.json is not None:
         document = to_json(meta, cases, memory, allocation, decorate)
+        document["storm"] = storm_json(storm)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0

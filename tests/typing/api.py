@@ -14,10 +14,18 @@ from mypy_extensions import Arg, DefaultNamedArg, KwArg
 from typing_extensions import assert_type
 
 from aiobreakers import (
+    Attempt,
+    Attempts,
     BackoffStrategy,
+    BreakerConfig,
+    BudgetMetrics,
     CircuitBreaker,
+    RetryBudget,
     RetryConfig,
+    RetryExhausted,
     RetryPolicy,
+    UnwantedResult,
+    parse_retry_after,
 )
 
 Sig_f = Callable[
@@ -308,3 +316,63 @@ assert_type(retry(any_ret), Callable[[Arg(int, "x")], dict[str, Any]])
 breaker.on_open(lambda b: assert_type(b.name, str))
 retry.on_retry(lambda attempt, error, delay: None)
 retry.on_retry(lambda attempt: None)  # type: ignore[type-var]
+
+
+# --- 8. deadlines, result predicates, server delays, budgets, blocks (issue 14) -------
+limited = RetryConfig(
+    deadline=30.0,
+    attempt_timeout=5.0,
+    retry_on_result=lambda response: response.status_code == 503,  # any result
+    delay_from=lambda error: parse_retry_after(str(error)),
+)
+assert_type(limited.deadline, float | None)
+assert_type(limited.delay_from, Callable[[Exception], float | None] | None)
+RetryConfig(deadline="30")  # type: ignore[arg-type]
+RetryConfig(delay_from=lambda error: "soon")  # type: ignore[arg-type, return-value]
+RetryConfig(retry_on_result=lambda: True)  # type: ignore[arg-type, misc]
+BreakerConfig(failure_on_result=lambda response: response.status_code >= 500)
+BreakerConfig(failure_on_result=True)  # type: ignore[arg-type]
+
+budget = RetryBudget(ratio=0.2, min_retries_per_second=10.0, window=10.0)
+assert_type(budget.withdraw(), bool)
+assert_type(budget.get_metrics(), BudgetMetrics)
+assert_type(budget.get_metrics()["balance"], float)
+assert_type(budget.get_metrics()["refusals"], int)
+RetryBudget(0.2)  # type: ignore[call-arg]  # keyword-only
+RetryBudget(ratio="0.2")  # type: ignore[arg-type]
+budgeted = RetryPolicy("api", limited, budget=budget)
+assert_type(budgeted.budget, RetryBudget | None)
+assert_type(budgeted.get_metrics()["budget_balance"], float | None)
+assert_type(budgeted.get_metrics()["budget_refusals"], int | None)
+RetryPolicy("api", budget=0.2)  # type: ignore[arg-type]
+
+assert_type(budgeted.attempts(), Attempts)
+for attempt in budgeted.attempts():
+    assert_type(attempt, Attempt)
+    assert_type(attempt.number, int)
+    with attempt as entered:
+        assert_type(entered, Attempt)
+
+
+async def use_attempts() -> None:
+    async for attempt in budgeted.attempts():
+        assert_type(attempt, Attempt)
+        with attempt:
+            pass
+    async with budgeted.attempts():  # type: ignore[attr-defined]
+        pass
+
+
+assert_type(parse_retry_after("120"), float | None)
+assert_type(parse_retry_after(None, now=1445412480.0), float | None)
+parse_retry_after(120)  # type: ignore[arg-type]
+parse_retry_after("120", 0.0)  # type: ignore[call-arg]  # now= is keyword-only
+
+unwanted = UnwantedResult(503)
+assert_type(unwanted.result, object)
+as_exception: Exception = unwanted  # hooks and events receive an Exception
+
+
+def on_exhausted(event: RetryExhausted) -> None:
+    assert_type(event.reason, str)
+    assert_type(event.error, Exception)

@@ -18,16 +18,11 @@ from aiobreakers import set_defaults
 from ._clock import FakeClock
 from ._fakes import Fakes, fakes
 from ._random import FakeRandom
-from ._registry import BreakerRegistry, track_breakers
+from ._registry import BreakerRegistry
 from ._spy import BreakerSpy, RetrySpy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-# As soon as pytest loads the plugin, before conftest files and test modules
-# are imported: breakers they make at import time are then known by name.
-track_breakers()
 
 
 @pytest.fixture

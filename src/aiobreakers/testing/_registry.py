@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from aiobreakers import CircuitBreaker, CircuitState
-from aiobreakers._registry import registry
+from aiobreakers import CircuitBreaker, CircuitState, registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -15,22 +15,30 @@ __all__ = ["BreakerRegistry", "track_breakers"]
 
 def track_breakers() -> None:
     """
-    Start remembering (weakly) every breaker made from now on.
+    Do nothing: every breaker is known from the moment it is made.
 
-    :class:`BreakerRegistry` knows the breakers made after the first call.
-    The pytest plugin calls it as it loads.
+    :data:`aiobreakers.registry` is always on, so there is nothing to start
+    and no order to get right. Kept so that code calling it still runs.
+
+    .. deprecated:: 0.1
+       Remove the call. It warns with :class:`DeprecationWarning`.
     """
-    registry.track()
+    warnings.warn(
+        "track_breakers() is no longer needed: every breaker is known from the"
+        " moment it is made (aiobreakers.registry); remove the call",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
 
 class BreakerRegistry:
     """
-    The circuit breakers alive in the process, by name.
+    The circuit breakers alive in the process, by name, for tests.
 
-    It knows every breaker made after :func:`track_breakers` was called; the
-    pytest plugin calls it as soon as pytest loads it, so that breakers made
-    at import time by the code under test are known. Breakers are held
-    weakly: a breaker nobody else keeps disappears from here too.
+    A view of :data:`aiobreakers.registry`, which knows every breaker from the
+    moment it is made, including those made at import time by the code under
+    test. Breakers are held weakly: a breaker nobody else keeps disappears
+    from here too.
 
     The ``breakers`` fixture returns one. Example::
 
@@ -40,7 +48,7 @@ class BreakerRegistry:
     """
 
     def __iter__(self) -> Iterator[CircuitBreaker[..., Any]]:
-        """Iterate over the live breakers."""
+        """Iterate over the live breakers, oldest first."""
         return iter(registry.breakers())
 
     def __len__(self) -> int:
@@ -48,7 +56,7 @@ class BreakerRegistry:
 
     def named(self, name: str) -> list[CircuitBreaker[..., Any]]:
         """Return every live breaker called *name* (names need not be unique)."""
-        return [breaker for breaker in self if breaker.name == name]
+        return registry.breakers(name)
 
     def __getitem__(self, name: str) -> CircuitBreaker[..., Any]:
         """
@@ -58,18 +66,7 @@ class BreakerRegistry:
             LookupError: There is none, or more than one; the message lists
                 the names there are.
         """
-        found = self.named(name)
-        if len(found) == 1:
-            return found[0]
-        known = sorted({breaker.name for breaker in self})
-        if not found:
-            raise LookupError(
-                f"no live circuit breaker is called {name!r}; there are {known}"
-                " (breakers made before tracking started are not known)"
-            )
-        raise LookupError(
-            f"{len(found)} live circuit breakers are called {name!r}: use named()"
-        )
+        return registry.find(name)
 
     def force(self, name: str, state: str | CircuitState) -> CircuitBreaker[..., Any]:
         """

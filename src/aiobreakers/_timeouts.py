@@ -1,0 +1,43 @@
+"""Cutting an async attempt short, on a policy's own clock and sleeper."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from ._ports import Sleeper
+
+__all__ = ["within"]
+
+
+async def within(seconds: float, awaitable: Awaitable[Any], sleeper: Sleeper) -> Any:
+    """
+    Await *awaitable*, or cancel it and raise :class:`TimeoutError` after *seconds*.
+
+    The time limit is a sleep on *sleeper*, not on the event loop's clock, so
+    a :class:`~aiobreakers.testing.FakeClock` drives it in tests with no real
+    waiting. Cancelling the caller cancels both.
+    """
+    work = asyncio.ensure_future(awaitable)
+    timer = asyncio.ensure_future(sleeper.sleep_async(seconds))
+    try:
+        await asyncio.wait((work, timer), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the caller was cancelled: so is the attempt
+        work.cancel()
+        timer.cancel()
+        raise
+    timer.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    # Let the attempt wind down. Unlike awaiting the task, asyncio.wait raises
+    # CancelledError only when the caller itself is cancelled meanwhile, which
+    # must propagate, not become a (retryable) TimeoutError.
+    await asyncio.wait((work,))
+    if not work.cancelled():
+        work.exception()  # retrieved: the timeout is what the caller sees
+    message = f"the attempt took longer than {seconds:g} s"
+    raise TimeoutError(message)
