@@ -1136,3 +1136,32 @@ def test_the_new_fields_default_to_off() -> None:
     assert config.retry_on_result is None
     assert config.delay_from is None
     assert BreakerConfig().failure_on_result is None
+
+
+async def test_the_real_sleeper_cuts_an_attempt_in_its_own_task() -> None:
+    """With the real sleeper, the deadline cuts an attempt at once when due."""
+    gate = asyncio.Event()  # never set: only the cut can end the attempt
+    policy = RetryPolicy("cut", RetryConfig(max_retries=2, deadline=1e-9))
+
+    @policy
+    async def stuck() -> str:
+        await gate.wait()
+        return "never"
+
+    with pytest.raises(TimeoutError, match="took longer than"):
+        await stuck()
+    assert policy.get_metrics()["total_exhausted"] == 1
+
+
+async def test_an_attempts_own_timeout_error_is_not_relabelled() -> None:
+    """A TimeoutError the attempt raises itself reaches the caller unchanged."""
+    policy = RetryPolicy("own", RetryConfig(max_retries=0, attempt_timeout=60.0))
+    mine = TimeoutError("the dependency's own")
+
+    @policy
+    async def times_out() -> str:
+        raise mine
+
+    with pytest.raises(TimeoutError) as info:
+        await times_out()
+    assert info.value is mine

@@ -970,15 +970,15 @@ class CircuitBreaker(Generic[P, R]):
                     breaker._timed_success(start, timer.monotonic())
                     return result
                 if spell.state is OPEN:
-                    now = timer.monotonic()
+                    left = spell.until - timer.monotonic()
                     # Past the longest timeout: the clock went back or was
                     # swapped; the full path rebases the deadline.
-                    if now < spell.until <= now + longest:
+                    if 0.0 < left <= longest:
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
                         if fallback is None:
-                            raise CircuitOpenError(name, spell.until - now)
+                            raise CircuitOpenError(name, left)
                         return breaker._serve_sync(args, kwargs)
             return breaker._run_sync(func, args, kwargs)
 
@@ -1022,15 +1022,15 @@ class CircuitBreaker(Generic[P, R]):
                     breaker._timed_success(start, timer.monotonic())
                     return result
                 if spell.state is OPEN:
-                    now = timer.monotonic()
+                    left = spell.until - timer.monotonic()
                     # Past the longest timeout: the clock went back or was
                     # swapped; the full path rebases the deadline.
-                    if now < spell.until <= now + longest:
+                    if 0.0 < left <= longest:
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
                         if fallback is None:
-                            raise CircuitOpenError(name, spell.until - now)
+                            raise CircuitOpenError(name, left)
                         served = fallback(*args, **kwargs)
                         return (await served) if inspect.isawaitable(served) else served
             return await breaker._run_async(func, args, kwargs)

@@ -16,7 +16,7 @@ from ._hooks import Hook, check_hook, run_hooks
 from ._ports import Clock, EventSink, RandomSource, Sleeper, check_port
 from ._protect import decorate
 from ._registry import registry
-from ._tally import FOLD_AT, take
+from ._tally import take
 from ._timeouts import within
 from ._validation import (
     check_exceptions,
@@ -207,6 +207,11 @@ def _plain(value: object) -> object:
 
 _DEFAULT_CONFIG: Final = RetryConfig()
 
+# Policies are few and busy: they fold their tokens less often than breakers
+# (see _tally.FOLD_AT), for a lock taken once per 128 calls and a list of at
+# most about 1 KiB.
+_FOLD_AT: Final = 128
+
 # The tokens a protected call leaves: it succeeded, one of its attempts is
 # retried, it failed (not retryable), or its retries ran out.
 _SUCCEEDED: Final = None
@@ -383,7 +388,7 @@ class RetryPolicy:
         """Count one outcome: leave its token for the next fold (see _tally)."""
         pending = self._pending
         pending.append(token)
-        if len(pending) >= FOLD_AT:
+        if len(pending) >= _FOLD_AT:
             self._fold()
 
     def _fold(self) -> None:
@@ -393,7 +398,9 @@ class RetryPolicy:
     def _fold_pending(self) -> None:
         """Under the lock: count the outcomes whose tokens are pending."""
         tokens = take(self._pending)
-        if not tokens:
+        succeeded = tokens.count(_SUCCEEDED)
+        if succeeded == len(tokens):  # the common case: nothing but successes
+            self._successes += succeeded
             return
         retries = tokens.count(_RETRIED)
         failures = tokens.count(_FAILED)
@@ -472,7 +479,8 @@ class RetryPolicy:
             Exception: The last attempt's exception, unchanged, when it may not
                 be retried or the retries have run out.
         """
-        result: R = self._protect_sync(func)(*args, **kwargs)
+        self._check_sync(func)
+        result: R = self._call_sync(func, args, kwargs)
         return result
 
     async def call_async(
@@ -492,7 +500,7 @@ class RetryPolicy:
             Exception: The last attempt's exception, unchanged, when it may not
                 be retried or the retries have run out.
         """
-        result: R = await self._protect_async(func)(*args, **kwargs)
+        result: R = await self._call_async(func, args, kwargs)
         return result
 
     def attempts(self) -> Attempts:
@@ -534,36 +542,27 @@ class RetryPolicy:
     # afterwards keeps frame and traceback out of a reference cycle.
 
     def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        config = self._config
-        if config.attempt_timeout is not None:
-            raise TypeError(
-                f"retry policy {self._name!r} has an attempt_timeout, which cuts"
-                " async attempts only: a running sync function cannot be"
-                f" interrupted safely; cannot protect {_name_of(func)}"
-            )
+        self._check_sync(func)
         policy = self
         pending = self._pending
-        budget = self._budget
-        timed = config.deadline is not None
-        unwanted = config.retry_on_result
+        config = self._config
+        guarded = self._budget is not None or config.deadline is not None
+        guarded = guarded or config.retry_on_result is not None
 
         def protected(*args: Any, **kwargs: Any) -> Any:
-            if budget is not None:
-                budget.deposit()
-            started = policy._now() if timed else None
+            if guarded:
+                return policy._call_sync(func, args, kwargs)
             try:
                 result = func(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
                 failure = error
             else:
-                if unwanted is None or not policy._rejects(result):
-                    pending.append(_SUCCEEDED)
-                    if len(pending) >= FOLD_AT:
-                        policy._fold()
-                    return result
-                failure = UnwantedResult(result)
+                pending.append(_SUCCEEDED)
+                if len(pending) >= _FOLD_AT:
+                    policy._fold()
+                return result
             try:
-                return policy._retry_sync(func, args, kwargs, failure, started)
+                return policy._retry_sync(func, args, kwargs, failure, None)
             finally:
                 del failure
 
@@ -572,38 +571,86 @@ class RetryPolicy:
     def _protect_async(
         self, func: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        config = self._config
         policy = self
         pending = self._pending
-        budget = self._budget
-        timed = config.deadline is not None
-        limited = timed or config.attempt_timeout is not None
-        unwanted = config.retry_on_result
+        config = self._config
+        guarded = self._budget is not None or config.deadline is not None
+        guarded = guarded or config.retry_on_result is not None
+        guarded = guarded or config.attempt_timeout is not None
 
         async def protected(*args: Any, **kwargs: Any) -> Any:
-            if budget is not None:
-                budget.deposit()
-            started = policy._now() if timed else None
+            if guarded:
+                return await policy._call_async(func, args, kwargs)
             try:
-                if limited:
-                    result = await policy._attempt_async(func, args, kwargs, started)
-                else:
-                    result = await func(*args, **kwargs)
+                result = await func(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
                 failure = error
             else:
-                if unwanted is None or not policy._rejects(result):
-                    pending.append(_SUCCEEDED)
-                    if len(pending) >= FOLD_AT:
-                        policy._fold()
-                    return result
-                failure = UnwantedResult(result)
+                pending.append(_SUCCEEDED)
+                if len(pending) >= _FOLD_AT:
+                    policy._fold()
+                return result
             try:
-                return await policy._retry_async(func, args, kwargs, failure, started)
+                return await policy._retry_async(func, args, kwargs, failure, None)
             finally:
                 del failure
 
         return protected
+
+    def _check_sync(self, func: Callable[..., Any]) -> None:
+        if self._config.attempt_timeout is not None:
+            raise TypeError(
+                f"retry policy {self._name!r} has an attempt_timeout, which cuts"
+                " async attempts only: a running sync function cannot be"
+                f" interrupted safely; cannot protect {_name_of(func)}"
+            )
+
+    # The full path, for a policy with a budget, a deadline, a result
+    # predicate or an attempt timeout: the first attempt too goes through
+    # every option, so that the plain protector above stays short.
+
+    def _call_sync(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if self._budget is not None:
+            self._budget.deposit()
+        started = self._now() if self._config.deadline is not None else None
+        try:
+            result = func(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - retried or re-raised below
+            failure = error
+        else:
+            if not self._rejects(result):
+                self._count(_SUCCEEDED)
+                return result
+            failure = UnwantedResult(result)
+        try:
+            return self._retry_sync(func, args, kwargs, failure, started)
+        finally:
+            del failure
+
+    async def _call_async(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        if self._budget is not None:
+            self._budget.deposit()
+        started = self._now() if self._config.deadline is not None else None
+        try:
+            result = await self._attempt_async(func, args, kwargs, started)
+        except Exception as error:  # noqa: BLE001 - retried or re-raised below
+            failure = error
+        else:
+            if not self._rejects(result):
+                self._count(_SUCCEEDED)
+                return result
+            failure = UnwantedResult(result)
+        try:
+            return await self._retry_async(func, args, kwargs, failure, started)
+        finally:
+            del failure
 
     def _retry_sync(
         self,

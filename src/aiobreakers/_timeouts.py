@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ._ports import SystemSleeper
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from ._ports import Sleeper
 
 __all__ = ["within"]
+
+# asyncio.timeout (Python 3.11+) cuts a block in the running task; on 3.10 the
+# task-based cut serves every sleeper.
+_LOOP_TIMEOUT = getattr(asyncio, "timeout", None)
 
 
 async def within(seconds: float, awaitable: Awaitable[Any], sleeper: Sleeper) -> Any:
@@ -19,8 +25,27 @@ async def within(seconds: float, awaitable: Awaitable[Any], sleeper: Sleeper) ->
 
     The time limit is a sleep on *sleeper*, not on the event loop's clock, so
     a :class:`~aiobreakers.testing.FakeClock` drives it in tests with no real
-    waiting. Cancelling the caller cancels both.
+    waiting. Cancelling the caller cancels both. With the real sleeper the
+    event loop's own timeout does the same in the caller's task, without
+    starting two more tasks per attempt.
     """
+    if type(sleeper) is SystemSleeper and _LOOP_TIMEOUT is not None:
+        scope = _LOOP_TIMEOUT(seconds)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the attempt's own TimeoutError
+            message = f"the attempt took longer than {seconds:g} s"
+            raise TimeoutError(message) from None
+    return await _within_tasks(seconds, awaitable, sleeper)
+
+
+async def _within_tasks(
+    seconds: float, awaitable: Awaitable[Any], sleeper: Sleeper
+) -> Any:
+    """:func:`within` for any sleeper: the attempt and the sleep as two tasks."""
     work = asyncio.ensure_future(awaitable)
     timer = asyncio.ensure_future(sleeper.sleep_async(seconds))
     try:
