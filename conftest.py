@@ -42,6 +42,7 @@ from aiobreakers.testing import FakeClock, fakes
 
 if TYPE_CHECKING:
     from sybil import Example
+    from typing_extensions import Self
 
 # -- stand-ins for the dependencies the examples protect ---------------------------
 
@@ -69,23 +70,41 @@ class PaymentAPI:
 
 
 class Response:
-    """A minimal HTTP response."""
+    """A minimal ``httpx.Response``: always a 200."""
 
     def __init__(self, url: str) -> None:
         """Answer *url*."""
         self.url = url
+        self.status_code = 200
 
-    async def json(self) -> dict[str, str]:
-        """Return the body."""
+    def raise_for_status(self) -> Response:
+        """Raise for a 4xx or 5xx status (never: this one is a 200)."""
+        return self
+
+    def json(self) -> dict[str, str]:
+        """Return the decoded body."""
         return {"url": self.url}
 
 
-class HTTPX:
-    """Stands in for ``httpx``: ``get`` answers at once."""
+class AsyncClient:
+    """Stands in for ``httpx.AsyncClient``: ``get`` answers at once."""
 
-    def get(self, url: str) -> Response:
+    async def __aenter__(self) -> Self:
+        """Open the client."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the client."""
+
+    async def get(self, url: str) -> Response:
         """Return a response for *url*."""
         return Response(url)
+
+
+class HTTPX:
+    """Stands in for the ``httpx`` module: just ``AsyncClient``."""
+
+    AsyncClient = AsyncClient
 
 
 class Requests:

@@ -126,17 +126,16 @@ _THIRD_PARTY = [
     "prometheus_client.registry.CollectorRegistry",
     "prometheus_client.metrics_core.Metric",
     "opentelemetry.metrics.MeterProvider",
+    "trio.abc.Clock",  # TrioClock(clock=...): trio has no intersphinx here
 ]
-_TYPE_VARIABLES = ["P", "R", "Q", "T", "_F", "_FR", "_CM", "RetryHook", "_E"]
+_TYPE_VARIABLES = ["P", "R", "Q", "T", "_F", "_FR", "_CM", "_E"]
 _PRIVATE = [
-    "aiobreakers._breaker._NoFallback",
     "aiobreakers._ports._Keep",
     "_Keep",
-    "_NoFallback",
 ]
 # The same type variables, named by the private module that defines them.
 nitpick_ignore_regex = [
-    (r"py:(class|obj)", r"aiobreakers\._\w+\.(_?[A-Z]|_F|_FR|_E|_CM|RetryHook)"),
+    (r"py:(class|obj)", r"aiobreakers\._\w+\.(_?[A-Z]|_F|_FR|_E|_CM)"),
 ]
 nitpick_ignore = [
     (role, name)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from pathlib import Path
 
 import pytest
+
+import aiobreakers
 
 DOCS = Path(__file__).parent.parent / "docs"
 PAGES = {
@@ -76,3 +79,45 @@ def test_every_fixture_of_the_plugin_is_in_the_reference() -> None:
     described = set(re.findall(r"^\.\. describe:: (\w+)\s*$", text, re.MULTILINE))
     assert fixtures
     assert fixtures == described
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _plugin_fixtures() -> set[str]:
+    """Return the names of the fixtures the pytest plugin defines."""
+    from aiobreakers.testing import _pytest_plugin  # noqa: PLC0415
+
+    return {
+        name
+        for name, value in vars(_pytest_plugin).items()
+        if type(value).__name__ == "FixtureFunctionDefinition"
+        or hasattr(value, "_pytestfixturefunction")
+    }
+
+
+def test_the_fixture_lists_name_every_fixture_of_the_plugin() -> None:
+    """README.md and the testing guide list the plugin's fixtures, all of them."""
+    fixtures = _plugin_fixtures()
+    assert len(fixtures) >= 6
+    readme = README.read_text(encoding="utf-8")
+    guide = (DOCS / "testing.rst").read_text(encoding="utf-8")
+    assert {name for name in fixtures if f"`{name}`" not in readme} == set()
+    overview = guide[guide.index("* - pytest fixtures") :].split("\n     - ")[0]
+    assert {name for name in fixtures if f"``{name}``" not in overview} == set()
+    assert {name for name in fixtures if f"* - ``{name}``" not in guide} == set()
+
+
+@pytest.mark.parametrize(
+    ("config_name", "page"),
+    [("BreakerConfig", "breaker.rst"), ("RetryConfig", "retry.rst")],
+)
+def test_every_config_field_is_in_its_tables(config_name: str, page: str) -> None:
+    """Each config field has a row in its guide's table and in the README's."""
+    fields = [
+        field.name for field in dataclasses.fields(getattr(aiobreakers, config_name))
+    ]
+    guide = (DOCS / page).read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
+    assert [name for name in fields if f"* - ``{name}``" not in guide] == []
+    assert [name for name in fields if f"| `{name}` |" not in readme] == []

@@ -32,8 +32,8 @@ def parse(raw: bytes) -> dict[str, Any]:
 async def use() -> None:
     assert_type(await fetch("/a", timeout=1.0), bytes)
     assert_type(parse(b"{}"), dict[str, Any])
-    await fetch("/a", 1.0)  # type: ignore[call-arg]  # timeout stays keyword-only
-    parse("not bytes")  # type: ignore[arg-type]
+    await fetch("/a", 1.0)  # type: ignore[call-arg]  # timeout stays keyword-only  # pyright: ignore[reportCallIssue]
+    parse("not bytes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 # --- a fallback types the breaker, and is checked against each function ---
@@ -51,12 +51,12 @@ async def quote(symbol: str) -> float:  # fits: same parameters and result
     return 1.0
 
 
-@quotes  # type: ignore[arg-type]
+@quotes  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
 async def currency(symbol: str) -> str:  # the fallback returns float, not str
     return "EUR"
 
 
-@quotes  # type: ignore[arg-type]
+@quotes  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
 def by_id(quote_id: int) -> float:  # the fallback takes a str
     return 1.0
 

@@ -12,6 +12,7 @@ from ._attempts import Attempts as Attempts
 from ._backoff import BackoffStrategy as BackoffStrategy
 from ._breaker import BreakerMetrics as BreakerMetrics
 from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import NoFallback as NoFallback
 from ._budget import BudgetMetrics as BudgetMetrics
 from ._budget import RetryBudget as RetryBudget
 from ._config import BreakerConfig as BreakerConfig
@@ -69,6 +70,7 @@ __all__ = [
     "EventSink",
     "HookFailed",
     "LoggingSink",
+    "NoFallback",
     "RandomSource",
     "RateWindow",
     "Registry",

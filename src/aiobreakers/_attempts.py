@@ -28,7 +28,7 @@ class Attempt:
 
     def __init__(self, attempts: Attempts, number: int) -> None:
         self._attempts = attempts
-        self.number = number
+        self.number: int = number
         """The attempt's number: 1 for the first."""
 
     def __repr__(self) -> str:

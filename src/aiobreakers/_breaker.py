@@ -56,14 +56,18 @@ from ._validation import check_name, span
 
 
 @final
-class _NoFallback:
+class NoFallback:
     """
     The result type of a breaker built without a fallback (never instantiated).
 
-    ``CircuitBreaker("api")`` is a ``CircuitBreaker[..., _NoFallback]``: its
+    ``CircuitBreaker("api")`` is a ``CircuitBreaker[..., NoFallback]``: its
     decorator returns the decorated function's own type, exactly. A breaker
     with a fallback has a real result type, and its decorator checks the
-    function against the fallback instead.
+    function against the fallback instead. Only type checkers see it: annotate
+    ``CircuitBreaker[..., NoFallback]`` (or a bare ``CircuitBreaker``) for a
+    breaker without a fallback, ``CircuitBreaker[..., Any]`` for any breaker.
+
+    .. versionadded:: 0.1.0
     """
 
 
@@ -74,7 +78,7 @@ if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Self, TypeVar
 
     P = ParamSpec("P", default=...)
-    R = TypeVar("R", default=_NoFallback)
+    R = TypeVar("R", default=NoFallback)
 else:
     from typing import ParamSpec, TypeVar
 
@@ -88,7 +92,7 @@ _FR = TypeVar("_FR")
 _F = TypeVar("_F", bound="Callable[..., Any]")
 _CM = TypeVar("_CM", bound="classmethod[Any, Any, Any]")
 
-__all__ = ["BreakerMetrics", "CircuitBreaker"]
+__all__ = ["BreakerMetrics", "CircuitBreaker", "NoFallback"]
 
 _DEFAULT_CONFIG: Final = BreakerConfig()
 
@@ -449,10 +453,10 @@ class CircuitBreaker(Generic[P, R]):
     # the function's exact type. With one, the function must fit the
     # fallback's parameters and result.
     @overload
-    def __call__(self: CircuitBreaker[..., _NoFallback], func: _F, /) -> _F: ...
+    def __call__(self: CircuitBreaker[..., NoFallback], func: _F, /) -> _F: ...
 
     @overload
-    def __call__(self: CircuitBreaker[..., _NoFallback], func: _CM, /) -> _CM: ...
+    def __call__(self: CircuitBreaker[..., NoFallback], func: _CM, /) -> _CM: ...
 
     @overload
     def __call__(
@@ -483,7 +487,7 @@ class CircuitBreaker(Generic[P, R]):
 
     @overload
     def call_sync(
-        self: CircuitBreaker[..., _NoFallback],
+        self: CircuitBreaker[..., NoFallback],
         func: Callable[Q, T],
         /,
         *args: Q.args,
@@ -516,7 +520,7 @@ class CircuitBreaker(Generic[P, R]):
 
     @overload
     async def call_async(
-        self: CircuitBreaker[..., _NoFallback],
+        self: CircuitBreaker[..., NoFallback],
         func: Callable[Q, Awaitable[T]],
         /,
         *args: Q.args,

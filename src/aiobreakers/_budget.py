@@ -95,9 +95,9 @@ class RetryBudget:
         _check_number("ratio", ratio, low=0.0)
         _check_number("min_retries_per_second", min_retries_per_second, low=0.0)
         _check_number("window", window, low=0.001, high=_LONGEST_WINDOW)
-        self.ratio = float(ratio)
-        self.min_retries_per_second = float(min_retries_per_second)
-        self.window = float(window)
+        self.ratio: float = float(ratio)
+        self.min_retries_per_second: float = float(min_retries_per_second)
+        self.window: float = float(window)
         self._timer: Timer = (
             _ports.current
             if clock is None

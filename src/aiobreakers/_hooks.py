@@ -3,19 +3,22 @@ Hooks: user callbacks run when a breaker or policy does something.
 
 Sync callbacks run inline, after the owner's lock is released. An async
 callback is scheduled as a task on the running event loop (the task is kept
-referenced until it finishes), or, with no loop running, run to completion in
-place. A callback that raises is logged and reported as a
-:class:`~aiobreakers.HookFailed` event; it never breaks the protected call.
+referenced until it finishes), as a system task in a trio task, or, with no
+loop running, run to completion in place. A callback that raises is logged
+and reported as a :class:`~aiobreakers.HookFailed` event; it never breaks the
+protected call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from ._events import HookFailed, emit, logger
+from ._sniff import in_trio
 
 if TYPE_CHECKING:
     from ._ports import EventSink
@@ -78,8 +81,9 @@ def run_hooks(
     Run each callback with *args*; report, never raise, what they raise.
 
     Sync callbacks run inline. A callback that returns an awaitable (an async
-    function) is scheduled as a task on the running event loop, or, with no
-    loop running in this thread, run to completion right here.
+    function) is scheduled as a task on the running event loop (a system task
+    under trio), or, with no loop running in this thread, run to completion
+    right here.
     """
     for callback in callbacks:
         _run_hook(callback, args, owner=owner, hook=hook, sink=sink)
@@ -112,6 +116,9 @@ def report_hook_failure(
 def _schedule(
     awaitable: Awaitable[object], *, owner: str, hook: str, sink: EventSink | None
 ) -> None:
+    if in_trio():
+        _schedule_trio(awaitable, owner=owner, hook=hook, sink=sink)
+        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -135,3 +142,26 @@ def _schedule(
 
 async def _await(awaitable: Awaitable[object]) -> object:
     return await awaitable
+
+
+def _schedule_trio(
+    awaitable: Awaitable[object], *, owner: str, hook: str, sink: EventSink | None
+) -> None:
+    """
+    Run an async hook as a trio system task, in the caller's context.
+
+    A system task needs no nursery from the caller, and trio keeps it
+    referenced until it finishes. Its errors must not escape it (trio would
+    crash the whole run), so they are reported like a sync hook's.
+    """
+    import trio  # noqa: PLC0415 - already imported: a trio task runs
+
+    async def run() -> None:
+        try:
+            await awaitable
+        except Exception as error:  # noqa: BLE001 - a hook must never break a run
+            report_hook_failure(error, owner=owner, hook=hook, sink=sink)
+
+    trio.lowlevel.spawn_system_task(
+        run, name=f"aiobreakers {hook} hook", context=contextvars.copy_context()
+    )

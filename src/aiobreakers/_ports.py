@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
+from ._sniff import in_trio
+
 if TYPE_CHECKING:
     from ._events import Event
 
@@ -91,17 +93,41 @@ class SystemClock:
 
     __slots__ = ()
 
-    monotonic = staticmethod(time.monotonic)
+    if TYPE_CHECKING:
+        # What checkers (and `pyright --verifytypes`) see; at run time the
+        # method is time.monotonic itself, with no Python frame per call.
+        @staticmethod
+        def monotonic() -> float:
+            """Return :func:`time.monotonic`: seconds, from an arbitrary start."""
+            ...
+
+    else:
+        monotonic = staticmethod(time.monotonic)
 
 
 class SystemSleeper:
-    """Real sleeping: :func:`asyncio.sleep` and :func:`time.sleep`."""
+    """
+    Real sleeping: :func:`asyncio.sleep` or ``trio.sleep()``, and :func:`time.sleep`.
+
+    In trio tasks (anyio's trio backend too) it sleeps with trio, found
+    lazily: importing aiobreakers never imports trio.
+    """
 
     __slots__ = ()
 
     async def sleep_async(self, seconds: float) -> None:
-        """Suspend the calling task for *seconds* with :func:`asyncio.sleep`."""
-        await asyncio.sleep(seconds)
+        """
+        Suspend the calling task for *seconds*.
+
+        In a trio task with ``trio.sleep()`` (so trio's clock, such as a
+        ``MockClock``, drives it), otherwise with :func:`asyncio.sleep`.
+        """
+        if in_trio():
+            import trio  # noqa: PLC0415 - already imported: a trio task runs
+
+            await trio.sleep(seconds)
+        else:
+            await asyncio.sleep(seconds)
 
     def sleep_sync(self, seconds: float) -> None:
         """Block the calling thread for *seconds* with :func:`time.sleep`."""

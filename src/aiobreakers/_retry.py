@@ -37,8 +37,6 @@ R = TypeVar("R")
 _F = TypeVar("_F", bound="Callable[..., Any]")
 _CM = TypeVar("_CM", bound="classmethod[Any, Any, Any]")
 
-RetryHook = TypeVar("RetryHook", bound="Callable[[int, Exception, float], object]")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryConfig:
@@ -364,7 +362,9 @@ class RetryPolicy:
     def __repr__(self) -> str:
         return f"<RetryPolicy {self._name!r} max_retries={self._config.max_retries}>"
 
-    def on_retry(self, callback: RetryHook) -> RetryHook:
+    def on_retry(
+        self, callback: Callable[[int, Exception, float], object]
+    ) -> Callable[[int, Exception, float], object]:
         """
         Call ``callback(attempt, error, delay)`` before each retry.
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ._ports import SystemSleeper
+from ._sniff import in_trio
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -27,8 +28,11 @@ async def within(seconds: float, awaitable: Awaitable[Any], sleeper: Sleeper) ->
     a :class:`~aiobreakers.testing.FakeClock` drives it in tests with no real
     waiting. Cancelling the caller cancels both. With the real sleeper the
     event loop's own timeout does the same in the caller's task, without
-    starting two more tasks per attempt.
+    starting two more tasks per attempt. In a trio task a cancel scope cuts
+    the attempt (see :func:`_within_trio`).
     """
+    if in_trio():
+        return await _within_trio(seconds, awaitable, sleeper)
     if type(sleeper) is SystemSleeper and _LOOP_TIMEOUT is not None:
         scope = _LOOP_TIMEOUT(seconds)
         try:
@@ -66,3 +70,49 @@ async def _within_tasks(
         work.exception()  # retrieved: the timeout is what the caller sees
     message = f"the attempt took longer than {seconds:g} s"
     raise TimeoutError(message)
+
+
+async def _within_trio(
+    seconds: float, awaitable: Awaitable[Any], sleeper: Sleeper
+) -> Any:
+    """
+    :func:`within` in a trio task: the attempt runs in a cancel scope.
+
+    With the real sleeper, the scope's own deadline (on trio's clock, so a
+    ``MockClock`` drives it) cuts the attempt. Any other sleeper sleeps in a
+    child task that cancels the scope when it wakes. Either way the attempt
+    runs in the caller's task, so its own exceptions propagate unwrapped, and
+    a cancellation of the caller is never turned into a TimeoutError.
+    """
+    import trio  # noqa: PLC0415 - already imported: a trio task runs
+
+    message = f"the attempt took longer than {seconds:g} s"
+    if type(sleeper) is SystemSleeper:
+        with trio.move_on_after(seconds):
+            return await awaitable
+        raise TimeoutError(message)  # only the scope's own cut gets here
+
+    scope = trio.CancelScope()
+
+    async def cut() -> None:
+        await sleeper.sleep_async(seconds)
+        scope.cancel()
+
+    result: Any = None
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cut)
+        with scope:
+            try:
+                result = await awaitable
+            except Exception as error:  # noqa: BLE001 - raised outside the nursery
+                failure = error
+        nursery.cancel_scope.cancel()  # the attempt is over: stop the timer
+    if failure is not None:
+        try:
+            raise failure
+        finally:
+            del failure  # no frame-traceback cycle
+    if scope.cancelled_caught:
+        raise TimeoutError(message)
+    return result

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 try:
     import opentelemetry.metrics
-except ImportError as error:  # pragma: no cover - tested in a subprocess
+except ImportError as _error:  # pragma: no cover - tested in a subprocess
     raise ImportError(
         "aiobreakers.opentelemetry needs opentelemetry-api:"
         " pip install 'aiobreakers[opentelemetry]'"
-    ) from error
+    ) from _error
 
 from . import _fork, _totals
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 try:
     import prometheus_client.metrics_core
-except ImportError as error:  # pragma: no cover - tested in a subprocess
+except ImportError as _error:  # pragma: no cover - tested in a subprocess
     raise ImportError(
         "aiobreakers.prometheus needs prometheus_client:"
         " pip install 'aiobreakers[prometheus]'"
-    ) from error
+    ) from _error
 
 from . import _totals
 

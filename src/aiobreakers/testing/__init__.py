@@ -2,6 +2,7 @@
 Test doubles for code that uses aiobreakers: no sleeping, no patching.
 
 - :class:`FakeClock`: a virtual clock and an instant sleeper.
+- :class:`TrioClock`: a clock reading trio's, such as a ``MockClock``.
 - :class:`FakeRandom`: exact jitter.
 - :class:`BreakerSpy`, :class:`RetrySpy`: record events, assert on them.
 - :func:`fakes`: install all of them as process-wide defaults for a block.
@@ -15,6 +16,7 @@ This package is never imported by :mod:`aiobreakers` itself.
 from aiobreakers._public import publish as _publish
 
 from ._clock import FakeClock as FakeClock
+from ._clock import TrioClock as TrioClock
 from ._fakes import Fakes as Fakes
 from ._fakes import fakes as fakes
 from ._random import FakeRandom as FakeRandom
@@ -33,6 +35,7 @@ __all__ = [
     "Fakes",
     "RetrySpy",
     "Spy",
+    "TrioClock",
     "add_sink",
     "fakes",
     "track_breakers",

@@ -6,10 +6,15 @@ import asyncio
 import heapq
 import itertools
 import threading
+from typing import TYPE_CHECKING
 
+from aiobreakers._sniff import in_trio
 from aiobreakers._validation import is_finite
 
-__all__ = ["FakeClock"]
+if TYPE_CHECKING:
+    import trio
+
+__all__ = ["FakeClock", "TrioClock"]
 
 
 class FakeClock:
@@ -24,7 +29,9 @@ class FakeClock:
 
     Concurrent :meth:`sleep_async` calls in one event loop wake in deadline
     order: each sleeping task waits until every task due earlier has woken, and
-    the clock then jumps to its deadline, so time never goes backwards.
+    the clock then jumps to its deadline, so time never goes backwards. It
+    works the same in trio tasks (anyio's trio backend too), where virtual
+    time moves once every other task is blocked.
 
     Args:
         start: The clock's first reading, in seconds.
@@ -45,6 +52,10 @@ class FakeClock:
         self._waking: asyncio.Handle | None = None
         # The loop the pending sleepers belong to (one loop at a time).
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Pending sleepers in trio tasks, and the trio run (its token) whose
+        # waking task serves them; None when no waking task runs.
+        self._trio_sleepers: list[tuple[float, int, trio.Event]] = []
+        self._trio_run: object | None = None
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"
@@ -87,6 +98,9 @@ class FakeClock:
         clock jumps to the earliest pending deadline and wakes its sleeper.
         """
         _check_seconds("seconds", seconds)
+        if in_trio():
+            await self._sleep_trio(seconds)
+            return
         loop = asyncio.get_running_loop()
         with self._lock:
             self.sleeps.append(seconds)
@@ -101,6 +115,47 @@ class FakeClock:
         finally:
             if not future.done():
                 future.cancel()
+
+    async def _sleep_trio(self, seconds: float) -> None:
+        """:meth:`sleep_async` in a trio task: trio primitives only."""
+        import trio  # noqa: PLC0415 - already imported: a trio task runs
+
+        with self._lock:
+            self.sleeps.append(seconds)
+            deadline = self._now + seconds
+        run = trio.lowlevel.current_trio_token()
+        if run is not self._trio_run:
+            # Sleepers of an earlier run can never wake: forget them.
+            self._trio_sleepers = []
+            self._trio_run = run
+            trio.lowlevel.spawn_system_task(
+                self._wake_trio, run, name="aiobreakers FakeClock"
+            )
+        entry = (deadline, next(self._order), trio.Event())
+        heapq.heappush(self._trio_sleepers, entry)
+        try:
+            await entry[2].wait()
+        finally:
+            if not entry[2].is_set() and entry in self._trio_sleepers:
+                self._trio_sleepers.remove(entry)  # cancelled while sleeping
+                heapq.heapify(self._trio_sleepers)
+
+    async def _wake_trio(self, run: object) -> None:
+        """Wake the earliest trio sleeper each time every other task is blocked."""
+        import trio.testing  # noqa: PLC0415 - already imported: a trio task runs
+
+        try:
+            while self._trio_run is run and self._trio_sleepers:
+                await trio.testing.wait_all_tasks_blocked()
+                if self._trio_run is not run or not self._trio_sleepers:
+                    break
+                deadline, _, wake = heapq.heappop(self._trio_sleepers)
+                with self._lock:
+                    self._now = max(self._now, deadline)
+                wake.set()
+        finally:
+            if self._trio_run is run:
+                self._trio_run = None
 
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
         """
@@ -162,3 +217,43 @@ def _check_seconds(name: str, value: float, *, allow_negative: bool = False) -> 
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if not is_finite(value) or (value < 0 and not allow_negative):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+class TrioClock:
+    """
+    A :class:`~aiobreakers.Clock` that reads trio's clock, for trio tests.
+
+    Pass it as ``clock=`` (or install it with :func:`~aiobreakers.set_defaults`)
+    so that breakers measure time on the same clock trio sleeps on: with
+    ``trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))``,
+    recovery timeouts, retry delays (on the default sleeper) and attempt
+    timeouts all pass in virtual time, with no real waiting.
+
+    Args:
+        clock: A trio clock to read, such as a ``trio.testing.MockClock``;
+            anything with a ``current_time()`` method. ``None`` reads
+            ``trio.current_time()``, the clock of the running ``trio.run``,
+            so it must then be read inside one: pass the clock if anything
+            (a metrics exporter's thread, say) reads the breaker outside.
+    """
+
+    __slots__ = ("_clock",)
+
+    def __init__(self, clock: trio.abc.Clock | None = None) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "TrioClock()" if self._clock is None else f"TrioClock({self._clock!r})"
+
+    def monotonic(self) -> float:
+        """
+        Return trio's current time, in seconds.
+
+        Raises:
+            RuntimeError: Built without a clock and read outside ``trio.run``.
+        """
+        if self._clock is not None:
+            return self._clock.current_time()
+        import trio  # noqa: PLC0415 - trio is a test dependency, never aiobreakers'
+
+        return trio.current_time()
