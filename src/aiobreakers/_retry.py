@@ -480,7 +480,7 @@ class RetryPolicy:
                 be retried or the retries have run out.
         """
         self._check_sync(func)
-        result: R = self._call_sync(func, args, kwargs)
+        result: R = self._guard_sync(func)(*args, **kwargs)
         return result
 
     async def call_async(
@@ -543,15 +543,17 @@ class RetryPolicy:
 
     def _protect_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         self._check_sync(func)
+        config = self._config
+        if (
+            self._budget is not None
+            or config.deadline is not None
+            or config.retry_on_result is not None
+        ):
+            return self._guard_sync(func)
         policy = self
         pending = self._pending
-        config = self._config
-        guarded = self._budget is not None or config.deadline is not None
-        guarded = guarded or config.retry_on_result is not None
 
         def protected(*args: Any, **kwargs: Any) -> Any:
-            if guarded:
-                return policy._call_sync(func, args, kwargs)
             try:
                 result = func(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - retried or re-raised below
@@ -563,6 +565,48 @@ class RetryPolicy:
                 return result
             try:
                 return policy._retry_sync(func, args, kwargs, failure, None)
+            finally:
+                del failure
+
+        return protected
+
+    def _guard_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Protect *func* with every option: budget, deadline, result predicate."""
+        policy = self
+        pending = self._pending
+        budget = self._budget
+        timed = self._config.deadline is not None
+        predicate = self._config.retry_on_result
+        # The policy's own clock is fixed; the default is read at each call.
+        own_clock = None if self._clock is None else self._clock.monotonic
+        current = _ports.current
+
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            if budget is not None:
+                budget.deposit()
+            started = None
+            if timed:
+                started = own_clock() if own_clock is not None else current.monotonic()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - retried or re-raised below
+                failure = error
+            else:
+                if predicate is None:
+                    rejected = False
+                else:
+                    try:
+                        rejected = bool(predicate(result))
+                    except Exception:  # noqa: BLE001 - user code: logged, accepted
+                        rejected = policy._predicate_failed(result)
+                if not rejected:
+                    pending.append(_SUCCEEDED)
+                    if len(pending) >= _FOLD_AT:
+                        policy._fold()
+                    return result
+                failure = UnwantedResult(result)
+            try:
+                return policy._retry_sync(func, args, kwargs, failure, started)
             finally:
                 del failure
 
@@ -605,29 +649,9 @@ class RetryPolicy:
                 f" interrupted safely; cannot protect {_name_of(func)}"
             )
 
-    # The full path, for a policy with a budget, a deadline, a result
+    # The full async path, for a policy with a budget, a deadline, a result
     # predicate or an attempt timeout: the first attempt too goes through
     # every option, so that the plain protector above stays short.
-
-    def _call_sync(
-        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if self._budget is not None:
-            self._budget.deposit()
-        started = self._now() if self._config.deadline is not None else None
-        try:
-            result = func(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - retried or re-raised below
-            failure = error
-        else:
-            if not self._rejects(result):
-                self._count(_SUCCEEDED)
-                return result
-            failure = UnwantedResult(result)
-        try:
-            return self._retry_sync(func, args, kwargs, failure, started)
-        finally:
-            del failure
 
     async def _call_async(
         self,
@@ -735,7 +759,8 @@ class RetryPolicy:
         return await within(max(0.0, limit), func(*args, **kwargs), sleeper)
 
     def _now(self) -> float:
-        return (self._clock or _ports.current.clock).monotonic()
+        clock = self._clock
+        return clock.monotonic() if clock is not None else _ports.current.monotonic()
 
     def _rejects(self, result: object) -> bool:
         """
@@ -745,15 +770,21 @@ class RetryPolicy:
         (as without a predicate) and the predicate's error is logged.
         """
         predicate = self._config.retry_on_result
-        try:
-            return predicate is not None and bool(predicate(result))
-        except Exception:  # noqa: BLE001 - a broken predicate must not break the call
-            logger.exception(
-                "retry_on_result of retry policy %r raised on %r; accepting it",
-                self._name,
-                result,
-            )
+        if predicate is None:
             return False
+        try:
+            return bool(predicate(result))
+        except Exception:  # noqa: BLE001 - a broken predicate must not break the call
+            return self._predicate_failed(result)
+
+    def _predicate_failed(self, result: object) -> bool:
+        """Log that retry_on_result raised on *result* (the current exception)."""
+        logger.exception(
+            "retry_on_result of retry policy %r raised on %r; accepting it",
+            self._name,
+            result,
+        )
+        return False
 
     def _should_retry(self, error: Exception) -> bool:
         """
