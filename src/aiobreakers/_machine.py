@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._config import TIME_BUCKETS, RateWindow
 from ._enums import StrValueEnum
+from ._validation import is_finite
 
 if TYPE_CHECKING:
     from ._config import BreakerConfig
@@ -315,7 +316,7 @@ class Machine:
         time window: no jump can wedge the circuit or stretch a wait.
         """
         last = self.now
-        if not math.isfinite(reading):
+        if not is_finite(reading):
             return last if last > _NEVER else 0.0
         if reading < last:
             self._shift(reading - last)
