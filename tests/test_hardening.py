@@ -28,6 +28,7 @@ from aiobreakers import (
     CircuitBreaker,
     CircuitOpenError,
     RateWindow,
+    RetryBudget,
     RetryConfig,
     RetryPolicy,
     set_defaults,
@@ -558,3 +559,42 @@ def test_a_child_does_not_inherit_probes_in_flight() -> None:
     finally:
         release.set()
         thread.join()
+
+
+def test_a_backwards_jump_shorter_than_the_growth_cap_is_rebased() -> None:
+    """The short path rejects by the spell's own timeout, not the growth cap."""
+    clock = ScriptedClock(3000.0)
+    config = BreakerConfig(
+        recovery_timeout=1.0, recovery_multiplier=2.0, max_recovery_timeout=3600
+    )
+    breaker = CircuitBreaker("api", config, clock=clock)
+    protected = breaker(ok)
+    breaker.trip()
+    clock.set(1000.0)  # back by 2,000 s: within the cap, far past the timeout
+    with pytest.raises(CircuitOpenError) as info:
+        protected()
+    assert info.value.retry_after == pytest.approx(1.0)
+    clock.set(1001.0)
+    assert protected() == "ok"
+
+
+def test_a_retry_budget_survives_a_clock_that_goes_back() -> None:
+    """Deposits after a backwards jump count, and old retries still expire."""
+    clock = ScriptedClock(10_000.0)
+    budget = RetryBudget(ratio=0.5, min_retries_per_second=0.0, clock=clock)
+    for _ in range(2):
+        budget.deposit()
+    assert budget.withdraw()
+    clock.set(0.0)  # another clock, far behind
+    for _ in range(100):
+        budget.deposit()
+    assert budget.get_metrics()["calls"] == 102
+    allowed = sum(budget.withdraw() for _ in range(60))
+    assert allowed == 50  # half of 102 calls, less the retry already made
+    clock.set(20.0)  # past the 10 s window: all of it has expired
+    assert budget.get_metrics() == {
+        "balance": 0.0,
+        "calls": 0,
+        "retries": 0,
+        "refusals": 10,
+    }

@@ -945,7 +945,6 @@ class CircuitBreaker(Generic[P, R]):
         window, warm = self._bulk_window()
         name = self._name
         fallback = self._fallback
-        longest = self._machine.config.longest_recovery_timeout
 
         def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
@@ -975,9 +974,9 @@ class CircuitBreaker(Generic[P, R]):
                     return result
                 if spell.state is OPEN:
                     left = spell.until - timer.monotonic()
-                    # Past the longest timeout: the clock went back or was
-                    # swapped; the full path rebases the deadline.
-                    if 0.0 < left <= longest:
+                    # More left than the spell lasts: the clock went back or
+                    # was swapped; the full path rebases the deadline.
+                    if 0.0 < left <= spell.length:
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()
@@ -999,7 +998,6 @@ class CircuitBreaker(Generic[P, R]):
         window, warm = self._bulk_window()
         name = self._name
         fallback = self._fallback
-        longest = self._machine.config.longest_recovery_timeout
 
         async def protected(*args: Any, **kwargs: Any) -> Any:  # noqa: C901 - ditto
             spell = machine.spell
@@ -1027,9 +1025,9 @@ class CircuitBreaker(Generic[P, R]):
                     return result
                 if spell.state is OPEN:
                     left = spell.until - timer.monotonic()
-                    # Past the longest timeout: the clock went back or was
-                    # swapped; the full path rebases the deadline.
-                    if 0.0 < left <= longest:
+                    # More left than the spell lasts: the clock went back or
+                    # was swapped; the full path rebases the deadline.
+                    if 0.0 < left <= spell.length:
                         pending.append(_REJECTED)
                         if len(pending) >= FOLD_AT:
                             breaker._fold()

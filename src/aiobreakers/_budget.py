@@ -158,11 +158,29 @@ class RetryBudget:
             }
 
     def _epoch(self) -> int:
-        """Under the lock: the current bucket's number (never going back)."""
+        """
+        Under the lock: the current bucket's number.
+
+        A reading that is not finite keeps the last one. A reading earlier
+        than the last (a clock that went back, or another clock installed as
+        the default) moves every bucket back with it, so that what the window
+        holds keeps its age: no jump freezes or empties the budget.
+        """
         now = self._timer.monotonic()
-        epoch = math.floor(now / self._width) if is_finite(now) else self._latest
-        self._latest = max(self._latest, epoch)
-        return self._latest
+        latest = self._latest
+        if not is_finite(now):
+            return latest if latest != _NEVER else 0
+        epoch = math.floor(now / self._width)
+        if epoch < latest != _NEVER:
+            shift = epoch - latest
+            moved = [[_NEVER, 0, 0] for _ in range(BUCKETS)]
+            for bucket in self._buckets:
+                if bucket[0] != _NEVER:
+                    at = bucket[0] + shift
+                    moved[at % BUCKETS] = [at, bucket[1], bucket[2]]
+            self._buckets = moved
+        self._latest = epoch
+        return epoch
 
     def _bucket(self, epoch: int) -> list[int]:
         bucket = self._buckets[epoch % BUCKETS]

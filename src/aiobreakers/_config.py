@@ -329,12 +329,6 @@ class BreakerConfig:
             return longest
         return min(longest, grown)
 
-    @property
-    def longest_recovery_timeout(self) -> float:
-        """The longest an open circuit can stay open: the cap, if it grows."""
-        longest = self.max_recovery_timeout
-        return self.recovery_timeout if longest is None else longest
-
     def counts_as_failure(self, error: Exception) -> bool:
         """Whether *error*, raised by a protected call, counts as a failure."""
         included = self.included_exceptions

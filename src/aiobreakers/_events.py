@@ -155,7 +155,8 @@ class RetryExhausted:
             to giving up: what the retries cost the caller.
         reason: Why the retries ended: ``"max_retries"`` (all made),
             ``"deadline"`` (the next wait would end past it),
-            ``"server_delay"`` (the dependency asked for more than
+            ``"server_delay"`` (the dependency, or an open circuit's
+            ``retry_after``, asked for more than
             ``max_delay``) or ``"budget"`` (the retry budget is spent).
     """
 

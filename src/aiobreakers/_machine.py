@@ -57,12 +57,17 @@ class Spell:
     is one attribute read, so state and deadline are always seen together.
     """
 
-    __slots__ = ("state", "until")
+    __slots__ = ("length", "state", "until")
 
-    def __init__(self, state: CircuitState, until: float = -math.inf) -> None:
+    def __init__(
+        self, state: CircuitState, until: float = -math.inf, length: float = 0.0
+    ) -> None:
         self.state = state
         # When an open spell ends (on the owner's clock); -inf for the others.
         self.until = until
+        # How long an open spell lasts (its recovery timeout); 0 for the
+        # others. Time left beyond it means the clock went back.
+        self.length = length
 
     def __repr__(self) -> str:
         return f"<Spell {self.state.value} until={self.until}>"
@@ -326,7 +331,7 @@ class Machine:
     def _shift(self, delta: float) -> None:
         spell = self.spell
         if spell.state is OPEN:
-            self.spell = Spell(OPEN, spell.until + delta)
+            self.spell = Spell(OPEN, spell.until + delta, spell.length)
         if self.probes:
             self.probes = {ticket: at + delta for ticket, at in self.probes.items()}
         if self.window is not None and self.window.window.seconds is not None:
@@ -517,8 +522,8 @@ class Machine:
             if reason == "probe_failed":
                 self.failed_probes += 1
             # A fresh recovery window even when already open (trip()).
-            until = now + self.config.recovery_timeout_after(self.failed_probes)
-            self.spell = Spell(OPEN, until)
+            length = self.config.recovery_timeout_after(self.failed_probes)
+            self.spell = Spell(OPEN, now + length, length)
             if old is OPEN:
                 return None
         elif old is new:

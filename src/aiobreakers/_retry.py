@@ -81,7 +81,9 @@ class RetryConfig:
     :class:`CircuitOpenError` is never retried unless it, or a subclass, is
     named in *retryable_exceptions* itself (``(Exception,)`` does not count):
     retrying a circuit that is known to be open wastes attempts. When it is,
-    the policy waits at least the error's ``retry_after``.
+    the policy waits at least the error's ``retry_after``; a ``retry_after``
+    above *max_delay* ends the retries at once, as a server delay would
+    (:class:`RetryExhausted` says ``reason="server_delay"``).
     Cancellation and other non-:class:`Exception` errors are never retried.
 
     Raises:
