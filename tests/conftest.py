@@ -1,16 +1,78 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aiobreakers.testing import FakeClock
 
 pytest_plugins = ["pytester"]
+
+# How long a forked child may take before it counts as deadlocked.
+CHILD_SECONDS = 10.0
 
 
 @pytest.fixture
 def clock(fake_clock: FakeClock) -> FakeClock:
     """The plugin's virtual clock: the default, and injected where tests say."""
     return fake_clock
+
+
+class ForkChildren(Protocol):
+    def __call__(self, work: Callable[[], bool], children: int = 1) -> list[int]: ...
+
+
+def _reap(pids: list[int]) -> list[int]:
+    """
+    Wait for every child, at most CHILD_SECONDS; kill those that hang.
+
+    Returns each child's exit status, -1 for one that had to be killed. A
+    thread blocks in waitpid, so nothing polls; the main thread waits on it
+    with a timeout, and kills what is left (waitpid then returns).
+    """
+    statuses: dict[int, int] = {}
+
+    def reap() -> None:
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            statuses[pid] = os.waitstatus_to_exitcode(status)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
+    reaper.join(CHILD_SECONDS)
+    hung = [pid for pid in pids if pid not in statuses]
+    for pid in hung:
+        os.kill(pid, signal.SIGKILL)
+    reaper.join()
+    return [-1 if pid in hung else statuses[pid] for pid in pids]
+
+
+@pytest.fixture
+def fork_children() -> ForkChildren:
+    """
+    Fork *children* processes that each run *work*; return their statuses.
+
+    A child exits 0 if *work* returns True, else 1; -1 means it hung (a
+    deadlock) and was killed by its PID after CHILD_SECONDS.
+    """
+
+    def run(work: Callable[[], bool], children: int = 1) -> list[int]:
+        pids = []
+        for _ in range(children):
+            pid = os.fork()
+            if pid == 0:  # the child
+                code = 1
+                try:
+                    code = 0 if work() else 1
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        return _reap(pids)
+
+    return run

@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,8 @@ from aiobreakers.testing import FakeClock
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import FrameType
+
+    from conftest import ForkChildren
 
 LIBRARY = str(Path(aiobreakers.__file__).parent)
 PROBE_TIMEOUT = 10.0
@@ -432,50 +433,12 @@ def test_a_sync_fallback_may_not_hand_an_awaitable_to_a_sync_caller() -> None:
 
 # -- fork ----------------------------------------------------------------------
 
-CHILD_SECONDS = 10.0
-
 fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
 # Forking a process with threads is what prefork servers do; CPython 3.12+
 # warns about it.
 threads_and_fork = pytest.mark.filterwarnings(
     "ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning"
 )
-
-
-def fork_child(work: Callable[[], bool]) -> int:
-    """Fork; in the child run *work* and exit 0 if it returns True, else 1."""
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 1
-        try:
-            code = 0 if work() else 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def wait_for(pids: list[int]) -> dict[int, int]:
-    """
-    Wait for every child, at most CHILD_SECONDS; kill those that hang.
-
-    Returns each child's exit status, -1 for one that had to be killed.
-    """
-    deadline = time.monotonic() + CHILD_SECONDS
-    statuses: dict[int, int] = {}
-    while len(statuses) < len(pids) and time.monotonic() < deadline:
-        for pid in pids:
-            if pid in statuses:
-                continue
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                statuses[pid] = os.waitstatus_to_exitcode(status)
-        time.sleep(0.005)
-    for pid in pids:
-        if pid not in statuses:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            statuses[pid] = -1
-    return statuses
 
 
 @pytest.fixture
@@ -515,6 +478,7 @@ def hammered() -> Iterator[tuple[CircuitBreaker[..., Any], RetryPolicy]]:
 @threads_and_fork
 def test_children_forked_under_load_never_deadlock(
     hammered: tuple[CircuitBreaker[..., Any], RetryPolicy],
+    fork_children: ForkChildren,
 ) -> None:
     """Every lock a child needs works, whatever another thread held at fork."""
     breaker, policy = hammered
@@ -530,14 +494,15 @@ def test_children_forked_under_load_never_deadlock(
         policy.get_metrics()
         return breaker.state == "closed"
 
-    pids = [fork_child(child) for _ in range(25)]
-    statuses = wait_for(pids)
-    assert sorted(statuses.values()) == [0] * len(pids), statuses
+    statuses = fork_children(child, 25)
+    assert statuses == [0] * 25, statuses
 
 
 @fork_only
 @threads_and_fork
-def test_a_child_does_not_inherit_probes_in_flight() -> None:
+def test_a_child_does_not_inherit_probes_in_flight(
+    fork_children: ForkChildren,
+) -> None:
     """A probe running in the parent at fork holds no slot in the child."""
     clock = FakeClock()
     breaker = half_open(clock)
@@ -547,15 +512,14 @@ def test_a_child_does_not_inherit_probes_in_flight() -> None:
     def probe() -> None:
         with breaker:
             admitted.set()
-            release.wait(CHILD_SECONDS)
+            release.wait(10.0)
 
     thread = threading.Thread(target=probe)
     thread.start()
     try:
-        assert admitted.wait(CHILD_SECONDS)
+        assert admitted.wait(10.0)
         assert not admits_a_probe(breaker)  # the parent's only slot is taken
-        pid = fork_child(lambda: admits_a_probe(breaker))
-        assert wait_for([pid]) == {pid: 0}
+        assert fork_children(lambda: admits_a_probe(breaker)) == [0]
     finally:
         release.set()
         thread.join()

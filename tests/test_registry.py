@@ -6,9 +6,7 @@ import functools
 import gc
 import json
 import os
-import signal
 import threading
-import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +24,8 @@ from aiobreakers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from aiobreakers.testing import FakeClock
+    from conftest import ForkChildren
 
 
 class ThrottledError(Exception):
@@ -318,38 +315,11 @@ threads_and_fork = pytest.mark.filterwarnings(
 )
 
 
-def run_children(work: Callable[[], bool], children: int) -> list[int]:
-    """Fork *children* times; each runs *work*; return their exit statuses."""
-    pids = []
-    for _ in range(children):
-        pid = os.fork()
-        if pid == 0:  # the child
-            code = 1
-            try:
-                code = 0 if work() else 1
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    deadline = time.monotonic() + 10.0
-    statuses: dict[int, int] = {}
-    while len(statuses) < len(pids) and time.monotonic() < deadline:
-        for pid in pids:
-            if pid not in statuses:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    statuses[pid] = os.waitstatus_to_exitcode(status)
-        time.sleep(0.005)
-    for pid in pids:
-        if pid not in statuses:  # hung: a deadlock
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            statuses[pid] = -1
-    return [statuses[pid] for pid in pids]
-
-
 @fork_only
 @threads_and_fork
-def test_a_child_forked_while_breakers_are_made_can_use_the_registry() -> None:
+def test_a_child_forked_while_breakers_are_made_can_use_the_registry(
+    fork_children: ForkChildren,
+) -> None:
     """The registry's lock is renewed in a child: no deadlock, nothing lost."""
     parent = CircuitBreaker("reg-fork-parent")
     stop = threading.Event()
@@ -370,7 +340,7 @@ def test_a_child_forked_while_breakers_are_made_can_use_the_registry() -> None:
                 registry.find("reg-fork-child") is mine
             )
 
-        statuses = run_children(child, 20)
+        statuses = fork_children(child, 20)
     finally:
         stop.set()
         hammer.join()
