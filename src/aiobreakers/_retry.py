@@ -535,6 +535,7 @@ class RetryPolicy:
         self._count(_SUCCEEDED)
 
     def _sleeper_now(self) -> Sleeper:
+        """Return the policy's sleeper, or the process-wide default now."""
         return self._sleeper or _ports.current.sleeper
 
     # A protector wraps one function. Its first attempt is inline, since that
@@ -696,7 +697,7 @@ class RetryPolicy:
                         return failure.result
                     raise failure
                 if delay > 0:
-                    (self._sleeper or _ports.current.sleeper).sleep_sync(delay)
+                    self._sleeper_now().sleep_sync(delay)
                 try:
                     result = func(*args, **kwargs)
                 except Exception as error:  # noqa: BLE001 - retried or re-raised
@@ -728,7 +729,7 @@ class RetryPolicy:
                         return failure.result
                     raise failure
                 if delay > 0:
-                    await (self._sleeper or _ports.current.sleeper).sleep_async(delay)
+                    await self._sleeper_now().sleep_async(delay)
                 try:
                     result = await self._attempt_async(func, args, kwargs, started)
                 except Exception as error:  # noqa: BLE001 - retried or re-raised
@@ -757,7 +758,7 @@ class RetryPolicy:
             limit = left if limit is None else min(limit, left)
         if limit is None:
             return await func(*args, **kwargs)
-        sleeper = self._sleeper or _ports.current.sleeper
+        sleeper = self._sleeper_now()
         return await within(max(0.0, limit), func(*args, **kwargs), sleeper)
 
     def _now(self) -> float:

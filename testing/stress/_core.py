@@ -335,7 +335,35 @@ def fine_switching(interval: float = 1e-6) -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-class Watcher:
+class Background:
+    """
+    A daemon thread that runs ``_run`` while a ``with`` block runs.
+
+    Leaving the block sets ``_stop`` and joins the thread, which must end
+    within JOIN_TIMEOUT: a thread that hangs fails the storm.
+    """
+
+    what = "background thread"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(JOIN_TIMEOUT)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the {self.what} hung")
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Watcher(Background):
     """
     A thread reading a breaker's metrics while a storm runs.
 
@@ -351,20 +379,11 @@ class Watcher:
         self.decreases = 0
         self.states: set[str] = set()
         self.recoveries = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
+    what = "watcher thread"
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(JOIN_TIMEOUT)
-        if self._thread.is_alive():
-            raise RuntimeError("the watcher thread hung")
-
-    def _watch(self) -> None:
+    def _run(self) -> None:
         last = (0, 0, 0, 0)
         previous_state = "closed"
         for _ in rounds():
@@ -408,7 +427,7 @@ class Watcher:
 # -- scheduling delay -----------------------------------------------------------------
 
 
-class Lateness:
+class Lateness(Background):
     """
     A thread measuring, while a storm runs, how late this process runs a thread.
 
@@ -425,20 +444,11 @@ class Lateness:
 
     def __init__(self) -> None:
         self.overruns: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._measure, daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
+    what = "lateness thread"
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(JOIN_TIMEOUT)
-        if self._thread.is_alive():
-            raise RuntimeError("the lateness thread hung")
-
-    def _measure(self) -> None:
+    def _run(self) -> None:
         overruns = self.overruns
         last = time.monotonic()
         for _ in rounds():
