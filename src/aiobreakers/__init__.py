@@ -3,8 +3,9 @@ Async-first circuit breakers and retry policies, fully typed, stdlib-only.
 
 The whole public API is importable from this package; its submodules are
 private, except for the testing toolkit, :mod:`aiobreakers.testing`, and the
-integrations with optional dependencies, :mod:`aiobreakers.prometheus` and
-:mod:`aiobreakers.opentelemetry`. This package imports none of them.
+integrations with optional dependencies, :mod:`aiobreakers.prometheus`,
+:mod:`aiobreakers.opentelemetry` and :mod:`aiobreakers.redis`. This package
+imports none of them.
 """
 
 from ._attempts import Attempt as Attempt
@@ -29,6 +30,8 @@ from ._events import HookFailed as HookFailed
 from ._events import RetryExhausted as RetryExhausted
 from ._events import RetryScheduled as RetryScheduled
 from ._events import StateChanged as StateChanged
+from ._events import StoreDegraded as StoreDegraded
+from ._events import StoreRecovered as StoreRecovered
 from ._http import parse_retry_after as parse_retry_after
 from ._logging import LoggingSink as LoggingSink
 from ._machine import CircuitState as CircuitState
@@ -49,6 +52,7 @@ from ._registry import registry as registry
 from ._retry import RetryConfig as RetryConfig
 from ._retry import RetryMetrics as RetryMetrics
 from ._retry import RetryPolicy as RetryPolicy
+from ._store import Store as Store
 
 __all__ = [
     "Attempt",
@@ -83,6 +87,9 @@ __all__ = [
     "RetryScheduled",
     "Sleeper",
     "StateChanged",
+    "Store",
+    "StoreDegraded",
+    "StoreRecovered",
     "SystemClock",
     "SystemRandom",
     "SystemSleeper",

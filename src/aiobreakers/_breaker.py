@@ -51,6 +51,7 @@ from ._machine import (
 from ._ports import Clock, EventSink, Timer, check_port
 from ._protect import decorate, is_async_callable
 from ._registry import registry
+from ._store import Store
 from ._tally import FOLD_AT, take
 from ._validation import check_name, span
 
@@ -76,6 +77,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import ParamSpec, Self, TypeVar
+
+    from ._store import Link
 
     P = ParamSpec("P", default=...)
     R = TypeVar("R", default=NoFallback)
@@ -172,10 +175,14 @@ class CircuitBreaker(Generic[P, R]):
             ``None`` uses the process-wide default at each call.
         sink: Receives every event of this breaker, in addition to the
             process-wide sink; ``None`` for none.
+        store: Shares the circuit with every breaker of the same name in
+            other processes (:class:`aiobreakers.redis.RedisStore`); ``None``
+            keeps it in this process.
 
     Raises:
         TypeError: An argument has the wrong type.
-        ValueError: *name* is empty.
+        ValueError: *name* is empty, or *store* cannot share this breaker
+            (the message says why).
     """
 
     __slots__ = (
@@ -185,6 +192,7 @@ class CircuitBreaker(Generic[P, R]):
         "_failures",
         "_fallback",
         "_hooks",
+        "_link",
         "_lock",
         "_machine",
         "_name",
@@ -209,6 +217,7 @@ class CircuitBreaker(Generic[P, R]):
         fallback: Callable[P, Awaitable[R]],
         clock: Clock | None = None,
         sink: EventSink | None = None,
+        store: Store | None = None,
     ) -> None: ...
 
     @overload
@@ -220,9 +229,10 @@ class CircuitBreaker(Generic[P, R]):
         fallback: Callable[P, R] | None = None,
         clock: Clock | None = None,
         sink: EventSink | None = None,
+        store: Store | None = None,
     ) -> None: ...
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every port is keyword-only
         self,
         name: str,
         config: BreakerConfig | None = None,
@@ -230,6 +240,7 @@ class CircuitBreaker(Generic[P, R]):
         fallback: Callable[P, R] | Callable[P, Awaitable[R]] | None = None,
         clock: Clock | None = None,
         sink: EventSink | None = None,
+        store: Store | None = None,
     ) -> None:
         check_name(name)
         if config is None:
@@ -256,6 +267,14 @@ class CircuitBreaker(Generic[P, R]):
         self._blocks: OpenBlocks | None = None
         self._quiet = self._is_quiet()
         self._zero_counters()
+        self._link: Link | None = None
+        if store is not None:
+            if not isinstance(store, Store):
+                raise TypeError(
+                    f"store must be a store such as aiobreakers.redis.RedisStore,"
+                    f" got {store!r}"
+                )
+            self._link = store.attach(self)
         registry._add_breaker(self)
 
     def _zero_counters(self) -> None:
@@ -390,6 +409,9 @@ class CircuitBreaker(Generic[P, R]):
                 else machine.force_half_open(now)
             )
             self._count_trips(changes)
+            if self._link is not None:
+                for change in changes:
+                    self._share(change)
         for change in changes:
             self._announce(change)
 
@@ -403,8 +425,13 @@ class CircuitBreaker(Generic[P, R]):
         with self._lock or self._guard():
             if self._pending:
                 take(self._pending)  # calls that finished before the reset
-            change = self._machine.reset(self._time())
+            now = self._time()
+            change = self._machine.reset(now)
             self._zero_counters()
+            if self._link is not None:
+                # Shared even when this process was closed already: another
+                # may not be.
+                self._share(change or Transition(CLOSED, CLOSED, "reset", now))
         self._announce(change)
 
     # -- metrics ------------------------------------------------------------
@@ -557,6 +584,11 @@ class CircuitBreaker(Generic[P, R]):
         ticket = Ticket()
         try:
             spell, start = self._admit(ticket, serve_fallback=False)
+            if spell is not None and spell.state is HALF_OPEN and self._link:
+                allowed = self._link.claim(ticket)
+                spell, start = self._claimed(
+                    ticket, spell, allowed, serve_fallback=False
+                )
             assert spell is not None  # noqa: S101 - without a fallback it raises
             self._open_blocks().enter(spell, start, ticket)
         except BaseException:
@@ -596,7 +628,23 @@ class CircuitBreaker(Generic[P, R]):
 
     async def __aenter__(self) -> Self:
         """Admit the block as one call, or raise :class:`CircuitOpenError`."""
-        return self.__enter__()
+        if self._link is None:
+            return self.__enter__()
+        ticket = Ticket()
+        try:
+            spell, start = self._admit(ticket, serve_fallback=False)
+            if spell is not None and spell.state is HALF_OPEN:
+                allowed = await self._link.claim_async(ticket)
+                spell, start = self._claimed(
+                    ticket, spell, allowed, serve_fallback=False
+                )
+            assert spell is not None  # noqa: S101 - without a fallback it raises
+            self._open_blocks().enter(spell, start, ticket)
+        except BaseException:
+            ticket.done = True
+            self._release(ticket)
+            raise
+        return self
 
     async def __aexit__(
         self,
@@ -631,6 +679,11 @@ class CircuitBreaker(Generic[P, R]):
         ticket = Ticket()
         try:
             spell, start = self._admit(ticket, serve_fallback=True)
+            if spell is not None and spell.state is HALF_OPEN and self._link:
+                allowed = self._link.claim(ticket)
+                spell, start = self._claimed(
+                    ticket, spell, allowed, serve_fallback=True
+                )
             if spell is None:
                 return self._serve_sync(args, kwargs)
             try:
@@ -654,6 +707,11 @@ class CircuitBreaker(Generic[P, R]):
         ticket = Ticket()
         try:
             spell, start = self._admit(ticket, serve_fallback=True)
+            if spell is not None and spell.state is HALF_OPEN and self._link:
+                allowed = await self._link.claim_async(ticket)
+                spell, start = self._claimed(
+                    ticket, spell, allowed, serve_fallback=True
+                )
             if spell is None:
                 served = cast("Callable[..., Any]", self._fallback)(*args, **kwargs)
                 return (await served) if inspect.isawaitable(served) else served
@@ -713,20 +771,51 @@ class CircuitBreaker(Generic[P, R]):
         self._announce(change)
         if admitted is not None:
             return admitted, now
+        self._refuse(rejected.state, retry_after, serve_fallback)
+        return None, now
+
+    def _refuse(
+        self, state: CircuitState, retry_after: float, serve_fallback: bool
+    ) -> None:
+        """
+        Report a rejected call; return when the fallback is to serve it.
+
+        Raises:
+            CircuitOpenError: No fallback serves it.
+        """
         serve = serve_fallback and self._fallback is not None
         if self._sink is not None or _ports.current.sink is not None:
             emit(
                 self._sink,
                 CallRejected(
                     name=self._name,
-                    state=rejected.state,
+                    state=state,
                     retry_after=retry_after,
                     fallback=serve,
                 ),
             )
-        if serve:
-            return None, now
-        raise CircuitOpenError(self._name, retry_after, rejected.state)
+        if not serve:
+            raise CircuitOpenError(self._name, retry_after, state)
+
+    def _claimed(
+        self, ticket: Ticket, spell: Spell, allowed: bool, *, serve_fallback: bool
+    ) -> tuple[Spell | None, float]:
+        """
+        After asking the fleet for a probe permit: run the call, or reject it.
+
+        Returns the spell to run under (``None``: the fallback serves) and the
+        start time, read after the wait so that it is not in the duration.
+        """
+        if allowed:
+            return spell, self._timer.monotonic()
+        self._release(ticket)
+        with self._lock or self._guard():
+            now = self._time()
+            self._rejected += 1
+            state = self._machine.spell.state
+            retry_after = self._machine.retry_after(now)
+        self._refuse(state, retry_after, serve_fallback)
+        return None, now
 
     def _finish(
         self,
@@ -749,9 +838,7 @@ class CircuitBreaker(Generic[P, R]):
                 self._failures += 1
             else:
                 self._successes += 1
-            change = self._machine.record(
-                spell, now, duration, failed=failed, ticket=ticket
-            )
+            change = self._record(spell, now, duration, failed, ticket)
             if change is not None and change.new is OPEN:
                 self._trips += 1
         # The call's outcome first, then the change of state it caused.
@@ -768,6 +855,47 @@ class CircuitBreaker(Generic[P, R]):
             self._run_hooks("on_failure" if failed else "on_success")
         if change is not None:
             self._announce(change)
+
+    def _record(
+        self,
+        spell: Spell,
+        now: float,
+        duration: float | None,
+        failed: bool,
+        ticket: Ticket | None,
+    ) -> Transition | None:
+        """Under the lock: move the machine by one outcome, and tell the store."""
+        machine = self._machine
+        link = self._link
+        if link is None:
+            return machine.record(spell, now, duration, failed=failed, ticket=ticket)
+        if ticket is not None and ticket.permit is not None:
+            # A fleet-wide probe: the fleet judges it on every process's
+            # probes. A failure also opens here at once; a success alone
+            # must not close here what the fleet still probes.
+            permit, ticket.permit = ticket.permit, None
+            link.probe_done(permit, failed=failed)
+            if not failed:
+                machine.release(ticket)
+                return None
+            return machine.record(spell, now, duration, failed=True, ticket=ticket)
+        if link.tallies and spell.state is CLOSED and spell is machine.spell:
+            link.tally(failed, duration)
+        change = machine.record(spell, now, duration, failed=failed, ticket=ticket)
+        if change is not None:
+            self._share(change)
+        return change
+
+    def _share(self, change: Transition) -> None:
+        """Under the lock: tell the store of a change the machine made."""
+        link = self._link
+        if link is not None:
+            machine = self._machine
+            link.changed(
+                change,
+                length=machine.spell.length,
+                failed_probes=machine.failed_probes,
+            )
 
     def _judge_result(self, result: object) -> UnwantedResult | None:
         """
@@ -814,6 +942,10 @@ class CircuitBreaker(Generic[P, R]):
 
     def _release(self, ticket: Ticket) -> None:
         """Give back the probe slot *ticket* holds, if it still holds one."""
+        permit = ticket.permit
+        if permit is not None and self._link is not None:
+            ticket.permit = None
+            self._link.release(permit)
         if self._machine.holds(ticket):
             with self._lock or self._guard():
                 self._machine.release(ticket)
@@ -858,6 +990,24 @@ class CircuitBreaker(Generic[P, R]):
         self._machine.forget_probes()
         if self._blocks is not None:
             self._blocks.renew_after_fork()
+
+    def _store_update(
+        self, update: Callable[[Machine, float], Transition | None]
+    ) -> None:
+        """
+        For a store's thread: run ``update(machine, now)`` under the lock.
+
+        The store brings the fleet's decisions over this way (with
+        :meth:`Machine.adopt`); the transition it returns is counted and
+        announced like any other.
+        """
+        with self._lock or self._guard():
+            now = self._time()
+            self._fold_pending()
+            change = update(self._machine, now)
+            if change is not None and change.new is OPEN:
+                self._trips += 1
+        self._announce(change)
 
     def _pending_tokens(self) -> list[object]:
         """Return the pending list, made for the first protector."""

@@ -27,6 +27,8 @@ __all__ = [
     "RetryExhausted",
     "RetryScheduled",
     "StateChanged",
+    "StoreDegraded",
+    "StoreRecovered",
 ]
 
 logger: Final = logging.getLogger("aiobreakers")
@@ -49,7 +51,9 @@ class StateChanged:
             and :meth:`~CircuitBreaker.reset`), ``"forced"`` (by
             :meth:`aiobreakers.testing.BreakerRegistry.force`), and, with a
             :class:`~aiobreakers.RateWindow`, ``"failure_rate"`` or
-            ``"slow_call_rate"`` (that rate reached its threshold).
+            ``"slow_call_rate"`` (that rate reached its threshold), and
+            ``"fleet"`` (another process sharing the circuit through a
+            :class:`~aiobreakers.redis.RedisStore` changed it).
         at: When the state changed, on the breaker's clock (seconds): an open
             spell lasts from its ``at`` to the next change's.
         window_calls: With a rate reason: the calls in the window.
@@ -183,6 +187,37 @@ class HookFailed:
     error: Exception
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreDegraded:
+    """
+    A shared store (:class:`aiobreakers.redis.RedisStore`) stopped answering.
+
+    From now on its breakers decide alone, on their own process's state, at
+    local speed, until :class:`StoreRecovered`. Emitted once per outage.
+
+    Attributes:
+        name: The store's namespace.
+        error: What failed, as text (the exception's type and message).
+    """
+
+    name: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreRecovered:
+    """
+    A shared store answers again; its breakers share the fleet's circuit again.
+
+    Attributes:
+        name: The store's namespace.
+        outage: Seconds since the matching :class:`StoreDegraded`.
+    """
+
+    name: str
+    outage: float
+
+
 Event: TypeAlias = (
     StateChanged
     | CallSucceeded
@@ -191,8 +226,10 @@ Event: TypeAlias = (
     | RetryScheduled
     | RetryExhausted
     | HookFailed
+    | StoreDegraded
+    | StoreRecovered
 )
-"""Any event a breaker or retry policy emits."""
+"""Any event a breaker, retry policy or shared store emits."""
 
 
 def emit(own: EventSink | None, event: Event) -> None:

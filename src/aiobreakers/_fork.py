@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 __all__ = ["making", "register"]
 
-# The objects to renew in a child, each with the function that renews it.
+# The objects to renew in a child, each with the function that renews it;
+# those renewed last start threads that use the others.
 _renewers: Final[weakref.WeakKeyDictionary[Any, Callable[[Any], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+_last: Final[weakref.WeakKeyDictionary[Any, Callable[[Any], None]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -39,19 +43,23 @@ making: Final = _Making()
 """Hold ``making.lock`` to make an owner's lock or to register an owner."""
 
 
-def register(owner: object, renew: Callable[[Any], None]) -> None:
+def register(
+    owner: object, renew: Callable[[Any], None], *, last: bool = False
+) -> None:
     """
     Have ``renew(owner)`` called in every child forked from now on.
 
-    The caller holds ``making.lock``. *owner* is held weakly.
+    The caller holds ``making.lock``. *owner* is held weakly. With *last*,
+    it is called after every other owner is renewed (to start threads).
     """
-    _renewers[owner] = renew
+    (_last if last else _renewers)[owner] = renew
 
 
 def _in_child() -> None:
     making.lock = threading.Lock()
-    for owner, renew in list(_renewers.items()):
-        renew(owner)
+    for renewers in (_renewers, _last):
+        for owner, renew in list(renewers.items()):
+            renew(owner)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork

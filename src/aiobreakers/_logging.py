@@ -13,6 +13,8 @@ from ._events import (
     RetryExhausted,
     RetryScheduled,
     StateChanged,
+    StoreDegraded,
+    StoreRecovered,
 )
 from ._machine import CircuitState
 
@@ -28,6 +30,7 @@ class LoggingSink:
     - a circuit opening at ``WARNING``, going half-open or closing at ``INFO``;
     - a retry about to happen at ``INFO``, a policy giving up at ``WARNING``;
     - a rejected call at ``DEBUG``;
+    - a shared store degrading at ``WARNING``, recovering at ``INFO``;
     - with *calls*, every finished call at ``DEBUG``.
 
     Failing hooks are logged already, on the ``"aiobreakers"`` logger.
@@ -94,6 +97,20 @@ class LoggingSink:
                 event.name,
                 event.state,
                 event.retry_after,
+            )
+        elif isinstance(event, StoreDegraded):
+            log(
+                logging.WARNING,
+                "store %r degraded, its breakers decide alone: %s",
+                event.name,
+                event.error,
+            )
+        elif isinstance(event, StoreRecovered):
+            log(
+                logging.INFO,
+                "store %r recovered after %.3fs",
+                event.name,
+                event.outage,
             )
         elif self.calls and isinstance(event, (CallSucceeded, CallFailed)):
             outcome = "failed" if isinstance(event, CallFailed) else "succeeded"

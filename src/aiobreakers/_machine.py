@@ -83,10 +83,13 @@ class Ticket:
     keeps it.
     """
 
-    __slots__ = ("done",)
+    __slots__ = ("done", "permit")
 
     def __init__(self) -> None:
-        self.done = False
+        self.done: bool = False
+        # A fleet-wide probe permit this call holds besides its slot here
+        # (from a shared store); the store's own token, None without one.
+        self.permit: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +280,7 @@ class Machine:
     __slots__ = (
         "config",
         "consecutive_failures",
+        "deferred",
         "failed_probes",
         "now",
         "probe_successes",
@@ -306,6 +310,9 @@ class Machine:
         self.probes: dict[Ticket, float] | None = None
         # The latest time the machine was driven with (see observe).
         self.now = _NEVER
+        # Whether the window's verdict is left to a fleet (a shared store that
+        # combines every process's counts): the window still counts calls.
+        self.deferred = False
 
     # -- time -----------------------------------------------------------------
 
@@ -434,7 +441,7 @@ class Machine:
             reason = window.record(failed, duration, now)
             return (
                 None
-                if reason is None
+                if reason is None or self.deferred
                 else self._enter(OPEN, now, reason, window.rates(now))
             )
         if not failed:
@@ -505,6 +512,46 @@ class Machine:
         if old is CLOSED:
             return None
         return Transition(old, CLOSED, "reset", now)
+
+    def adopt(
+        self,
+        state: CircuitState,
+        now: float,
+        *,
+        left: float = 0.0,
+        length: float = 0.0,
+        failed_probes: int = 0,
+    ) -> Transition | None:
+        """
+        Take a state decided elsewhere (by the fleet sharing this circuit).
+
+        Always starts a new spell with fresh counts, so that outcomes of calls
+        admitted before cannot move it.
+
+        Args:
+            state: The state to take; an open state with no time *left* is
+                taken as half-open.
+            now: The time (see :meth:`observe`).
+            left: Seconds left of an open spell.
+            length: How long that open spell lasts in all.
+            failed_probes: Re-opens by failed probes since the circuit last
+                closed (they grow the next recovery timeout).
+
+        Returns:
+            The transition, reason ``"fleet"``; ``None`` when the state stays
+            the same.
+        """
+        old = self.spell.state
+        if state is OPEN and left > 0.0:
+            # The length bounds what a rejection may see left (see the
+            # breaker's short path): at least what is left now.
+            self.spell = Spell(OPEN, now + left, max(length, left))
+        else:
+            state = HALF_OPEN if state is OPEN else state
+            self.spell = Spell(state)
+        self.failed_probes = failed_probes
+        self._forget()
+        return None if old is state else Transition(old, state, "fleet", now)
 
     def rates(self, now: float) -> tuple[int, float, float] | None:
         """Return the window's ``(calls, failure_rate, slow_call_rate)``, if any."""
