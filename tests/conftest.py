@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from aiobreakers.testing import FakeClock
 
@@ -76,3 +78,28 @@ def fork_children() -> ForkChildren:
         return _reap(pids)
 
     return run
+
+
+# testing/redis_server.py is shared with the benchmark: import it from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
+
+from redis_server import RedisServer, find_redis_server  # noqa: E402
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """
+    A fresh, empty redis-server on a free loopback port, for one test.
+
+    A test may stop, kill, freeze or restart it. Without redis-server
+    installed the test is skipped, unless ``CI`` is set: there it must run.
+    """
+    if find_redis_server() is None:
+        reason = "redis-server is not installed (Debian: apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the Redis tests", pytrace=False)
+        pytest.skip(reason)
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()

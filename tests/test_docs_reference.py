@@ -17,6 +17,7 @@ PAGES = {
     "aiobreakers.testing": DOCS / "api-testing.rst",
     "aiobreakers.prometheus": DOCS / "api-integrations.rst",
     "aiobreakers.opentelemetry": DOCS / "api-integrations.rst",
+    "aiobreakers.redis": DOCS / "api-integrations.rst",
 }
 
 _MODULE = re.compile(r"^\.\. (?:py:)?(?:module|currentmodule):: (\S+)\s*$")

@@ -1,0 +1,733 @@
+"""
+aiobreakers.redis against a real redis-server (see the redis_server fixture).
+
+Each RedisStore here stands for one process of a fleet: it has its own
+client, threads and process id, so two stores in one test are two
+processes sharing a circuit. tests/test_redis_fleet.py runs real processes.
+
+The server's clock cannot be faked: where a test needs server time to pass
+(a permit expiring), it waits on the server itself, for milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+
+from aiobreakers import (
+    BreakerConfig,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    RateWindow,
+    StateChanged,
+    StoreDegraded,
+    StoreRecovered,
+)
+from aiobreakers.redis import RedisStore
+from aiobreakers.testing import FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from aiobreakers import Event
+    from redis_server import RedisServer
+
+# Generous: a loaded CI machine; on loopback each takes milliseconds.
+WAIT = 5.0
+
+
+class Waiter:
+    """An event sink a test can wait on, without polling."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._cond = threading.Condition()
+
+    def emit(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Event]], bool]) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.events), WAIT)
+
+    def changes(self, name: str) -> list[tuple[str, str, str]]:
+        return [
+            (event.old.value, event.new.value, event.reason)
+            for event in self.events
+            if isinstance(event, StateChanged) and event.name == name
+        ]
+
+    def reached(self, name: str, state: str) -> bool:
+        return self.wait_for(
+            lambda events: any(
+                isinstance(event, StateChanged)
+                and event.name == name
+                and event.new.value == state
+                for event in events
+            )
+        )
+
+
+def subscribed(client: redis.Redis, *patterns: str) -> redis.client.PubSub:
+    """Subscribe to *patterns*, and return once the server has confirmed."""
+    pubsub: redis.client.PubSub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub.psubscribe(*patterns)
+    confirmed = 0
+    while confirmed < len(patterns):
+        message = pubsub.get_message(timeout=WAIT)
+        assert message is not None, "the server did not confirm a subscription"
+        confirmed += message["type"] == "psubscribe"
+    return pubsub
+
+
+class Watcher:
+    """
+    Waits for a condition on what Redis holds, re-checked at every change.
+
+    Subscribed to the stores' channel and to keyspace notifications of their
+    keys, so it wakes whenever a store writes: no polling.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        client.config_set("notify-keyspace-events", "KA")
+        self._pubsub = subscribed(
+            client, "aiobreakers:*", "__keyspace@0__:aiobreakers:*"
+        )
+
+    def until(self, condition: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._pubsub.get_message(timeout=left)
+        return True
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+@pytest.fixture
+def stores(redis_server: RedisServer) -> Iterator[Callable[..., RedisStore]]:
+    """Make stores ("processes") on the test's server; all closed at the end."""
+    made: list[RedisStore] = []
+
+    def make(url: str = redis_server.url, **options: Any) -> RedisStore:
+        options.setdefault("namespace", "test")
+        store = RedisStore.from_url(url, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client on the test's server, to look at what the store wrote."""
+    plain = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield plain
+    plain.close()
+
+
+@pytest.fixture
+def watch(client: redis.Redis) -> Iterator[Watcher]:
+    watcher = Watcher(client)
+    yield watcher
+    watcher.close()
+
+
+def fail() -> None:
+    raise ConnectionError("down")
+
+
+def trip_by_failures(breaker: CircuitBreaker[..., Any], failures: int) -> None:
+    for _ in range(failures):
+        with pytest.raises(ConnectionError):
+            breaker.call_sync(fail)
+
+
+def server_wait(client: redis.Redis, seconds: float) -> None:
+    """Let *seconds* pass on the server's clock, waiting on the server."""
+    client.blpop(["aiobreakers-test:nothing"], timeout=seconds)
+
+
+def state_of(client: redis.Redis, name: str, namespace: str = "test") -> dict[str, str]:
+    raw = client.hgetall(f"aiobreakers:{{{namespace}:{name}}}:state")
+    return {str(key): str(value) for key, value in raw.items()}
+
+
+CONFIG = BreakerConfig(failure_threshold=2, recovery_timeout=30.0, success_threshold=1)
+
+
+# -- sharing -------------------------------------------------------------------
+
+
+def test_a_trip_in_one_process_opens_the_circuit_in_every_other(
+    stores: Callable[..., RedisStore],
+) -> None:
+    waiter = Waiter()
+    here = CircuitBreaker("payments", CONFIG, store=stores())
+    there = CircuitBreaker("payments", CONFIG, store=stores(), sink=waiter)
+    elsewhere = CircuitBreaker("payments", CONFIG, store=stores(namespace="other"))
+
+    trip_by_failures(here, 2)
+
+    assert waiter.reached("payments", "open")
+    assert waiter.changes("payments") == [("closed", "open", "fleet")]
+    with pytest.raises(CircuitOpenError) as rejected:
+        there.call_sync(lambda: "never runs")
+    assert 29.0 < rejected.value.retry_after <= 30.0
+    assert there.get_metrics()["total_trips"] == 1
+    # Another namespace shares nothing.
+    assert elsewhere.call_sync(lambda: "runs") == "runs"
+
+
+def test_trip_and_reset_are_shared(stores: Callable[..., RedisStore]) -> None:
+    waiter = Waiter()
+    here = CircuitBreaker("api", CONFIG, store=stores())
+    there = CircuitBreaker("api", CONFIG, store=stores(), sink=waiter)
+
+    here.trip()
+    assert waiter.reached("api", "open")
+    here.reset()
+    assert waiter.reached("api", "closed")
+    assert there.state is CircuitState.CLOSED
+    assert waiter.changes("api") == [
+        ("closed", "open", "fleet"),
+        ("open", "closed", "fleet"),
+    ]
+
+
+def test_open_deadlines_use_the_servers_clock(
+    stores: Callable[..., RedisStore],
+) -> None:
+    # Two processes whose clocks disagree by a day still agree on the time left.
+    waiter = Waiter()
+    ahead = FakeClock(start=86_400.0)
+    behind = FakeClock(start=0.0)
+    here = CircuitBreaker("skew", CONFIG, store=stores(), clock=ahead)
+    there = CircuitBreaker("skew", CONFIG, store=stores(), clock=behind, sink=waiter)
+
+    here.trip()
+    assert waiter.reached("skew", "open")
+
+    assert 29.0 < there.get_metrics()["time_until_recovery"] <= 30.0
+    behind.advance(30.0)
+    assert there.state is CircuitState.HALF_OPEN
+
+
+def test_healthy_calls_and_rejections_send_no_command(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+) -> None:
+    store = stores(resync_interval=60.0)
+    breaker = CircuitBreaker("quiet", CONFIG, store=store)
+    opener = CircuitBreaker("quiet-open", CONFIG, store=store)
+    opener.trip()
+    assert store.flush()
+
+    def commands() -> int:
+        stats = client.info("commandstats")
+        return sum(entry["calls"] for entry in stats.values())
+
+    before = commands()
+    for _ in range(10_000):
+        breaker.call_sync(lambda: None)
+    for _ in range(1_000):
+        with pytest.raises(CircuitOpenError):
+            opener.call_sync(lambda: None)
+    after = commands()
+    # The INFO that reads the counts is the one command in between.
+    assert after - before == 1
+
+
+# -- probing ---------------------------------------------------------------------
+
+
+def test_probes_are_limited_across_the_fleet(stores: Callable[..., RedisStore]) -> None:
+    config = BreakerConfig(
+        failure_threshold=1, half_open_max_calls=1, success_threshold=1
+    )
+    waiter = Waiter()
+    here = CircuitBreaker("probe", config, store=stores())
+    there = CircuitBreaker("probe", config, store=stores(), sink=waiter)
+    # What BreakerRegistry.force does, for one of two breakers of one name.
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached("probe", "half_open")
+
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_probe() -> str:
+        started.set()
+        finish.wait(WAIT)
+        return "probed"
+
+    results: list[str] = []
+    prober = threading.Thread(target=lambda: results.append(here.call_sync(slow_probe)))
+    prober.start()
+    assert started.wait(WAIT)
+    # The fleet's one permit is taken: the other process may not probe too.
+    with pytest.raises(CircuitOpenError) as rejected:
+        there.call_sync(lambda: "second probe")
+    assert rejected.value.state == "half_open"
+
+    finish.set()
+    prober.join(WAIT)
+    assert results == ["probed"]
+    # The probe's success closes the circuit everywhere.
+    assert waiter.reached("probe", "closed")
+    assert there.call_sync(lambda: "closed again") == "closed again"
+
+
+def test_success_threshold_counts_probes_of_every_process(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+) -> None:
+    config = BreakerConfig(
+        failure_threshold=1, half_open_max_calls=1, success_threshold=2
+    )
+    waiter = Waiter()
+    here = CircuitBreaker("pair", config, store=stores(), sink=waiter)
+    there = CircuitBreaker("pair", config, store=stores(), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.wait_for(lambda _: there.state is CircuitState.HALF_OPEN)
+
+    assert here.call_sync(lambda: 1) == 1
+    assert here.state is CircuitState.HALF_OPEN  # one success of two
+    # The fleet counts it and takes back its permit.
+    assert watch.until(lambda: state_of(client, "pair").get("k") == "1")
+    assert there.call_sync(lambda: 2) == 2
+    assert waiter.wait_for(
+        lambda events: (
+            sum(
+                isinstance(event, StateChanged) and event.new is CircuitState.CLOSED
+                for event in events
+            )
+            == 2
+        )
+    )
+
+
+def test_a_failed_probe_reopens_everywhere(stores: Callable[..., RedisStore]) -> None:
+    config = BreakerConfig(
+        failure_threshold=1,
+        recovery_timeout=10.0,
+        recovery_multiplier=2.0,
+        max_recovery_timeout=100.0,
+    )
+    waiter = Waiter()
+    here = CircuitBreaker("reopen", config, store=stores())
+    there = CircuitBreaker("reopen", config, store=stores(), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached("reopen", "half_open")
+
+    with pytest.raises(ConnectionError):
+        here.call_sync(fail)
+
+    assert waiter.wait_for(lambda _: there.state is CircuitState.OPEN)
+    # The fleet grew the recovery timeout, as one breaker would.
+    assert 19.0 < there.get_metrics()["time_until_recovery"] <= 20.0
+
+
+def test_a_permit_expires_when_its_prober_dies(
+    stores: Callable[..., RedisStore], client: redis.Redis
+) -> None:
+    config = BreakerConfig(failure_threshold=1, half_open_max_calls=1)
+    waiter = Waiter()
+    dying = stores(permit_ttl=0.05)
+    here = CircuitBreaker("dies", config, store=dying)
+    there = CircuitBreaker("dies", config, store=stores(permit_ttl=0.05), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached("dies", "half_open")
+
+    started = threading.Event()
+
+    def probe_then_die() -> None:
+        started.set()
+        dying.close()  # the process is gone: nobody gives its permit back
+        threading.Event().wait()  # hangs for good (a daemon thread)
+
+    threading.Thread(target=lambda: here.call_sync(probe_then_die), daemon=True).start()
+    assert started.wait(WAIT)
+    with pytest.raises(CircuitOpenError):
+        there.call_sync(lambda: None)
+
+    server_wait(client, 0.06)
+    assert there.call_sync(lambda: "probed") == "probed"
+
+
+async def test_an_async_probe_never_blocks_the_event_loop(
+    redis_server: RedisServer,
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    watch: Watcher,
+) -> None:
+    config = BreakerConfig(failure_threshold=1)
+    breaker = CircuitBreaker("loop", config, store=stores(claim_timeout=0.2))
+    breaker._force(CircuitState.HALF_OPEN)
+    assert watch.until(lambda: bool(state_of(client, "loop")))
+
+    redis_server.freeze()  # the claim now waits its whole timeout
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def probe() -> str:
+        return "probed"
+
+    task = asyncio.create_task(ticker())
+    started = time.monotonic()
+    try:
+        assert await breaker.call_async(probe) == "probed"
+    finally:
+        elapsed = time.monotonic() - started
+        task.cancel()
+        redis_server.thaw()
+    assert elapsed < 0.2 + 1.0
+    assert ticks > 100  # the loop ran other tasks while the claim waited
+
+
+# -- windows and quorum -----------------------------------------------------------
+
+
+WINDOW = BreakerConfig(
+    trip=RateWindow(seconds=60, minimum_calls=30, failure_rate=0.5),
+    recovery_timeout=30.0,
+)
+
+
+def test_a_time_window_is_decided_on_the_fleets_combined_counts(
+    stores: Callable[..., RedisStore],
+) -> None:
+    waiter = Waiter()
+    fleet = [
+        CircuitBreaker("window", WINDOW, store=stores(flush_interval=0.01), sink=waiter)
+        for _ in range(4)
+    ]
+    # Ten calls each, six failed: no process reaches 30 calls alone.
+    for breaker in fleet:
+        for _ in range(4):
+            breaker.call_sync(lambda: None)
+        trip_by_failures(breaker, 6)
+    assert waiter.wait_for(
+        lambda _: all(breaker.state is CircuitState.OPEN for breaker in fleet)
+    )
+    opened = [change for change in waiter.changes("window") if change[1] == "open"]
+    assert len(opened) == 4
+
+
+def test_one_sick_process_cannot_open_the_circuit_for_a_quorum(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+) -> None:
+    waiter = Waiter()
+    sick = CircuitBreaker(
+        "quorum", WINDOW, store=stores(quorum=2, flush_interval=0.01), sink=waiter
+    )
+    well = CircuitBreaker(
+        "quorum", WINDOW, store=stores(quorum=2, flush_interval=0.01), sink=waiter
+    )
+    trip_by_failures(sick, 40)
+    window = "aiobreakers:{test:quorum}:window"
+    assert watch.until(lambda: _window_calls(client, window) == 40)
+    # 40 calls, all failed, but from one process of the two a quorum needs.
+    assert sick.state is CircuitState.CLOSED
+    assert well.state is CircuitState.CLOSED
+
+    trip_by_failures(well, 1)
+    assert waiter.wait_for(
+        lambda _: sick.state is CircuitState.OPEN and well.state is CircuitState.OPEN
+    )
+
+
+def _window_calls(client: redis.Redis, key: str) -> int:
+    counts = client.hgetall(key)
+    return sum(int(value) for field, value in counts.items() if str(field)[0] == "c")
+
+
+# -- Redis away ----------------------------------------------------------------------
+
+
+def test_a_stopped_server_degrades_the_store_and_never_the_calls(
+    redis_server: RedisServer, stores: Callable[..., RedisStore]
+) -> None:
+    waiter = Waiter()
+    store = stores(sink=waiter)
+    breaker = CircuitBreaker("outage", CONFIG, store=store)
+    other = CircuitBreaker("outage", CONFIG, store=stores(), sink=waiter)
+    assert breaker.call_sync(lambda: 1) == 1
+
+    redis_server.kill()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreDegraded) for event in events)
+    )
+    assert not store.healthy
+    # Local speed, local state: it trips alone.
+    assert breaker.call_sync(lambda: 2) == 2
+    trip_by_failures(breaker, 2)
+    assert breaker.state is CircuitState.OPEN
+
+    redis_server.start()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreRecovered) for event in events)
+    )
+    # Its trip reaches the fleet once Redis is back.
+    assert waiter.wait_for(lambda _: other.state is CircuitState.OPEN)
+    recovered = [event for event in waiter.events if isinstance(event, StoreRecovered)]
+    assert recovered[0].outage > 0.0
+
+
+def test_a_frozen_server_costs_a_probe_at_most_the_claim_timeout(
+    redis_server: RedisServer,
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    watch: Watcher,
+) -> None:
+    breaker = CircuitBreaker("frozen", CONFIG, store=stores(claim_timeout=0.05))
+    breaker._force(CircuitState.HALF_OPEN)
+    assert watch.until(lambda: bool(state_of(client, "frozen")))
+
+    redis_server.freeze()
+    try:
+        started = time.monotonic()
+        assert breaker.call_sync(lambda: "probed alone") == "probed alone"
+        elapsed = time.monotonic() - started
+        for _ in range(1000):
+            assert breaker.call_sync(lambda: None) is None
+    finally:
+        redis_server.thaw()
+    assert elapsed < 0.05 + 1.0
+
+
+def test_flushall_is_survived(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+) -> None:
+    waiter = Waiter()
+    here = CircuitBreaker("flush", CONFIG, store=stores(resync_interval=0.02))
+    there = CircuitBreaker("flush", CONFIG, store=stores(), sink=waiter)
+    here.trip()
+    assert waiter.reached("flush", "open")
+
+    client.flushall()
+    # A process that knows the circuit is open writes it back.
+    assert watch.until(lambda: state_of(client, "flush").get("s") == "open")
+    with pytest.raises(CircuitOpenError):
+        there.call_sync(lambda: None)
+    here.reset()
+    assert waiter.reached("flush", "closed")
+
+
+def test_the_background_work_restarts_in_a_forked_child(
+    stores: Callable[..., RedisStore], client: redis.Redis, fork_children: Any
+) -> None:
+    waiter = Waiter()
+    store = stores()
+    breaker = CircuitBreaker("forked", CONFIG, store=store)
+    parent_view = CircuitBreaker("forked", CONFIG, store=stores(), sink=waiter)
+
+    def child() -> bool:
+        listener = subscribed(client, "aiobreakers:test")
+        breaker.trip()  # the child's own threads write it
+        message = listener.get_message(timeout=WAIT)
+        return message is not None and "forked" in str(message["data"])
+
+    assert fork_children(child) == [0]
+    assert waiter.wait_for(lambda _: parent_view.state is CircuitState.OPEN)
+
+
+class Proxy:
+    """
+    A TCP proxy in front of the server, to cut one process off from it.
+
+    While cut, it drops every connection and refuses new ones at once: a
+    network partition of the processes that connect through it.
+    """
+
+    def __init__(self, target: int) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open = True
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            if not self._open:
+                near.close()
+                continue
+            try:
+                far = socket.create_connection(("127.0.0.1", self._target))
+            except OSError:
+                near.close()
+                continue
+            with self._lock:
+                self._pairs.append((near, far))
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink), daemon=True
+                ).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for each in (source, sink):
+            with contextlib.suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+            each.close()
+
+    def cut(self) -> None:
+        self._open = False
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for each in pair:
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+
+    def mend(self) -> None:
+        self._open = True
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
+    made = Proxy(redis_server.port)
+    yield made
+    made.close()
+
+
+def test_a_cut_off_process_keeps_its_windows_verdict_to_itself(
+    stores: Callable[..., RedisStore], proxy: Proxy
+) -> None:
+    config = BreakerConfig(
+        trip=RateWindow(seconds=60, minimum_calls=5, failure_rate=0.5),
+        recovery_timeout=30.0,
+    )
+    waiter = Waiter()
+    cut_off = CircuitBreaker(
+        "partition", config, store=stores(url=proxy.url, sink=waiter), sink=waiter
+    )
+    other = Waiter()
+    rest = CircuitBreaker("partition", config, store=stores(), sink=other)
+
+    proxy.cut()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreDegraded) for event in events)
+    )
+    trip_by_failures(cut_off, 5)  # its own window decides, alone
+    assert cut_off.state is CircuitState.OPEN
+
+    proxy.mend()
+    # Back: the fleet's window (which never saw a quorum of failures) rules.
+    assert waiter.wait_for(lambda _: cut_off.state is CircuitState.CLOSED)
+    assert waiter.changes("partition")[-1] == ("open", "closed", "fleet")
+    assert rest.state is CircuitState.CLOSED
+    assert other.changes("partition") == []
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"namespace": "has space"}, "namespace 'has space' cannot be shared"),
+        ({"namespace": "{tag}"}, "namespace '{tag}' cannot be shared"),
+        ({"namespace": ""}, "namespace '' cannot be shared"),
+        ({"quorum": 0}, "quorum must be >= 1"),
+        ({"claim_timeout": 0.0}, "claim_timeout must be between"),
+        ({"claim_timeout": math.inf}, "claim_timeout must be between"),
+        ({"permit_ttl": -1.0}, "permit_ttl must be between"),
+        ({"resync_interval": 3600.0}, "resync_interval must be between"),
+        ({"flush_interval": 0.0}, "flush_interval must be between"),
+        ({"state_ttl": 0.5}, "state_ttl must be between"),
+    ],
+)
+def test_bad_settings_are_named(options: dict[str, Any], message: str) -> None:
+    options.setdefault("namespace", "ok")
+    with pytest.raises(ValueError, match=message.replace("{", r"\{")):
+        RedisStore(redis.Redis(port=1), **options)
+
+
+def test_types_are_checked() -> None:
+    with pytest.raises(TypeError, match=r"client must be a sync redis\.Redis"):
+        RedisStore("redis://localhost", namespace="ok")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="quorum must be an int"):
+        RedisStore(redis.Redis(port=1), namespace="ok", quorum=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="store must be a store"):
+        CircuitBreaker("x", store=object())  # type: ignore[call-overload]
+
+
+def test_breaker_names_must_fit_in_keys(stores: Callable[..., RedisStore]) -> None:
+    with pytest.raises(ValueError, match="breaker name 'a b' cannot be shared"):
+        CircuitBreaker("a b", store=stores())
+
+
+def test_quorum_needs_a_time_window(stores: Callable[..., RedisStore]) -> None:
+    with pytest.raises(
+        ValueError, match=r"quorum=2\) needs breakers that trip on a time"
+    ):
+        CircuitBreaker("q", CONFIG, store=stores(quorum=2))
+    count_window = BreakerConfig(trip=RateWindow(calls=10, failure_rate=0.5))
+    with pytest.raises(ValueError, match="time window"):
+        CircuitBreaker("q", count_window, store=stores(quorum=2))
+
+
+def test_from_url_gives_a_client_fit_for_a_breaker(
+    redis_server: RedisServer,
+) -> None:
+    with RedisStore.from_url(redis_server.url, namespace="ok", timeout=0.1) as store:
+        settings = store._client.connection_pool.connection_kwargs
+        assert settings["socket_timeout"] == 0.1
+        assert settings["socket_connect_timeout"] == 0.1
+        assert settings["retry"].get_retries() == 0
+        assert store.healthy
+    assert not store.healthy
+    with pytest.raises(RuntimeError, match="is closed"):
+        CircuitBreaker("late", store=store)
+
+
+def test_keys_of_one_breaker_share_a_cluster_hash_tag(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+) -> None:
+    config = BreakerConfig(
+        trip=RateWindow(seconds=10, minimum_calls=1, failure_rate=1.0),
+        half_open_max_calls=1,
+    )
+    store = stores(flush_interval=0.01)
+    breaker = CircuitBreaker("svc.users/get", config, store=store)
+    breaker.call_sync(lambda: None)
+    assert watch.until(lambda: len(client.keys("aiobreakers:*")) >= 2)
+    keys = {str(key) for key in client.keys("aiobreakers:*")}
+    assert all(key.startswith("aiobreakers:{test:svc.users/get}:") for key in keys)
