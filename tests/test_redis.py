@@ -159,6 +159,16 @@ def trip_by_failures(breaker: CircuitBreaker[..., Any], failures: int) -> None:
             breaker.call_sync(fail)
 
 
+def held(started: threading.Event, finish: threading.Event) -> Callable[[], bool]:
+    """A call that says it started, then runs until *finish* is set."""
+
+    def call() -> bool:
+        started.set()
+        return finish.wait(WAIT)
+
+    return call
+
+
 def server_wait(client: redis.Redis, seconds: float) -> None:
     """Let *seconds* pass on the server's clock, waiting on the server."""
     client.blpop(["aiobreakers-test:nothing"], timeout=seconds)
@@ -424,11 +434,14 @@ def test_a_time_window_is_decided_on_the_fleets_combined_counts(
         for _ in range(4):
             breaker.call_sync(lambda: None)
         trip_by_failures(breaker, 6)
+    # Every process hears of it (the one that sent the deciding counts too).
     assert waiter.wait_for(
-        lambda _: all(breaker.state is CircuitState.OPEN for breaker in fleet)
+        lambda _: (
+            [change[1:] for change in waiter.changes("window")]
+            == [("open", "fleet")] * 4
+        )
     )
-    opened = [change for change in waiter.changes("window") if change[1] == "open"]
-    assert len(opened) == 4
+    assert all(breaker.state is CircuitState.OPEN for breaker in fleet)
 
 
 def test_one_sick_process_cannot_open_the_circuit_for_a_quorum(
@@ -649,9 +662,11 @@ def test_a_cut_off_process_keeps_its_windows_verdict_to_itself(
     assert cut_off.state is CircuitState.OPEN
 
     proxy.mend()
-    # Back: the fleet's window (which never saw a quorum of failures) rules.
-    assert waiter.wait_for(lambda _: cut_off.state is CircuitState.CLOSED)
-    assert waiter.changes("partition")[-1] == ("open", "closed", "fleet")
+    # Back: the fleet's window (which never saw those failures) rules.
+    assert waiter.wait_for(
+        lambda _: waiter.changes("partition")[-1:] == [("open", "closed", "fleet")]
+    )
+    assert cut_off.state.value == "closed"  # (read again: it changed)
     assert rest.state is CircuitState.CLOSED
     assert other.changes("partition") == []
 
@@ -727,7 +742,152 @@ def test_keys_of_one_breaker_share_a_cluster_hash_tag(
     )
     store = stores(flush_interval=0.01)
     breaker = CircuitBreaker("svc.users/get", config, store=store)
-    breaker.call_sync(lambda: None)
-    assert watch.until(lambda: len(client.keys("aiobreakers:*")) >= 2)
-    keys = {str(key) for key in client.keys("aiobreakers:*")}
-    assert all(key.startswith("aiobreakers:{test:svc.users/get}:") for key in keys)
+    seen: set[str] = set()
+
+    def keys_now() -> set[str]:
+        seen.update(str(key) for key in client.keys("aiobreakers:*"))
+        return seen
+
+    breaker.call_sync(lambda: None)  # the window's counts
+    assert watch.until(lambda: any(key.endswith(":window") for key in keys_now()))
+    breaker.trip()  # the state
+    assert watch.until(lambda: any(key.endswith(":state") for key in keys_now()))
+    breaker._force(CircuitState.HALF_OPEN)
+    assert store.flush()
+    started, finish = threading.Event(), threading.Event()
+    prober = threading.Thread(target=breaker.call_sync, args=(held(started, finish),))
+    prober.start()  # a probe holds a permit
+    assert started.wait(WAIT)
+    assert watch.until(lambda: any(key.endswith(":permits") for key in keys_now()))
+    finish.set()
+    prober.join(WAIT)
+    assert len(seen) == 3
+    assert all(key.startswith("aiobreakers:{test:svc.users/get}:") for key in seen)
+
+
+# -- what review found ------------------------------------------------------------
+
+
+def test_a_circuit_made_anew_after_flushall_is_newer_than_any_before(
+    stores: Callable[..., RedisStore], client: redis.Redis
+) -> None:
+    waiter = Waiter()
+    # They never read the circuit again: they hear of the new one only.
+    old_store, older_store = stores(resync_interval=60), stores(resync_interval=60)
+    old = CircuitBreaker("anew", CONFIG, store=old_store, sink=waiter)
+    older = CircuitBreaker("anew", CONFIG, store=older_store, sink=waiter)
+    for _ in range(3):  # a history: the epoch has moved on
+        old.trip()
+        assert old_store.flush()
+        old.reset()
+        assert old_store.flush()
+    assert older_store.flush()
+
+    client.flushall()
+    newcomer = CircuitBreaker("anew", CONFIG, store=stores())
+    newcomer.trip()
+    # The processes that knew the old epochs take the new circuit all the same.
+    assert waiter.wait_for(
+        lambda _: old.state is CircuitState.OPEN and older.state is CircuitState.OPEN
+    )
+
+
+def test_a_probes_outcome_waits_out_a_paused_server(
+    stores: Callable[..., RedisStore], client: redis.Redis
+) -> None:
+    config = BreakerConfig(
+        failure_threshold=1, half_open_max_calls=1, success_threshold=1
+    )
+    waiter = Waiter()
+    here = CircuitBreaker("paused", config, store=stores())
+    there = CircuitBreaker("paused", config, store=stores(), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached("paused", "half_open")
+
+    def probe() -> str:
+        client.client_pause(600)  # every other client waits 0.6 s
+        return "probed"
+
+    assert here.call_sync(probe) == "probed"
+    # Written once Redis answers again: the fleet closes on it.
+    assert waiter.reached("paused", "closed")
+    assert there.state is CircuitState.CLOSED
+
+
+def test_refused_claims_do_not_each_ask_redis(
+    stores: Callable[..., RedisStore], client: redis.Redis
+) -> None:
+    config = BreakerConfig(failure_threshold=1, half_open_max_calls=1)
+    waiter = Waiter()
+    here = CircuitBreaker("busy", config, store=stores(), sink=waiter)
+    there = CircuitBreaker("busy", config, store=stores(), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.wait_for(lambda _: len(waiter.changes("busy")) == 2)
+    assert there.state is CircuitState.HALF_OPEN
+    started, finish = threading.Event(), threading.Event()
+    prober = threading.Thread(target=here.call_sync, args=(held(started, finish),))
+    prober.start()
+    assert started.wait(WAIT)
+
+    def claims() -> int:
+        stats = client.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before = claims()
+    for _ in range(1_000):
+        with pytest.raises(CircuitOpenError):
+            there.call_sync(lambda: None)
+    asked = claims() - before
+    finish.set()
+    prober.join(WAIT)
+    # One claim, then refused here for a moment (0.1 s) without asking; a
+    # resync or two may run meanwhile.
+    assert asked <= 5
+
+
+def test_reset_forgets_the_fleets_window(stores: Callable[..., RedisStore]) -> None:
+    config = BreakerConfig(
+        trip=RateWindow(seconds=60, minimum_calls=10, failure_rate=0.5)
+    )
+    here_store, there_store = stores(flush_interval=0.01), stores(flush_interval=0.01)
+    here = CircuitBreaker("forget", config, store=here_store)
+    there = CircuitBreaker("forget", config, store=there_store)
+    trip_by_failures(here, 5)
+    assert here_store.flush()
+
+    here.reset()
+    assert here_store.flush()  # written, and heard of
+    assert there_store.flush()
+    for _ in range(5):
+        there.call_sync(lambda: None)
+    assert there_store.flush()
+    # Without the reset: 5 failures in 10 calls, a rate of 0.5: open.
+    assert here.state is CircuitState.CLOSED
+    assert there.state is CircuitState.CLOSED
+    assert here.get_metrics()["total_trips"] == 0
+
+
+async def test_closing_the_store_never_cancels_a_waiting_caller(
+    redis_server: RedisServer, stores: Callable[..., RedisStore]
+) -> None:
+    store = stores(claim_timeout=5.0)
+    breaker = CircuitBreaker(
+        "closing", BreakerConfig(half_open_max_calls=10), store=store
+    )
+    breaker._force(CircuitState.HALF_OPEN)
+    assert store.flush()
+
+    async def probe() -> str:
+        return "probed"
+
+    redis_server.freeze()
+    try:
+        # More claims than the store has threads for: some wait in its queue.
+        calls = [asyncio.ensure_future(breaker.call_async(probe)) for _ in range(6)]
+        for _ in range(3):
+            await asyncio.sleep(0)  # let each reach its claim
+        store.close(timeout=0.0)
+        results = await asyncio.gather(*calls)
+    finally:
+        redis_server.thaw()
+    assert results == ["probed"] * 6

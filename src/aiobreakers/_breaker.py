@@ -992,14 +992,18 @@ class CircuitBreaker(Generic[P, R]):
             self._blocks.renew_after_fork()
 
     def _store_update(
-        self, update: Callable[[Machine, float], Transition | None]
-    ) -> None:
+        self,
+        update: Callable[[Machine, float], Transition | None],
+        *,
+        announce: bool = True,
+    ) -> Transition | None:
         """
-        For a store's thread: run ``update(machine, now)`` under the lock.
+        For a store: run ``update(machine, now)`` under the lock.
 
         The store brings the fleet's decisions over this way (with
-        :meth:`Machine.adopt`); the transition it returns is counted and
-        announced like any other.
+        :meth:`Machine.adopt`); the transition it returns is counted like any
+        other, and announced here unless the store announces it itself
+        (:meth:`_announce`, from a thread of its own). Returns it.
         """
         with self._lock or self._guard():
             now = self._time()
@@ -1007,7 +1011,9 @@ class CircuitBreaker(Generic[P, R]):
             change = update(self._machine, now)
             if change is not None and change.new is OPEN:
                 self._trips += 1
-        self._announce(change)
+        if announce:
+            self._announce(change)
+        return change
 
     def _pending_tokens(self) -> list[object]:
         """Return the pending list, made for the first protector."""

@@ -5,8 +5,10 @@ Each script runs atomically on the server and reads the time from the
 server's clock (``TIME``), so open deadlines mean the same in every process
 whatever their clocks say. A circuit is one hash (``KEYS[1]``):
 
-- ``e``: the epoch, raised by every change of state. A change proposed on an
-  older epoch is refused (fencing): a late write never undoes a newer state.
+- ``e``: the epoch, raised by every change of state to at least the server's
+  time in milliseconds, so that it keeps rising even across the loss of the
+  hash. A change proposed on another epoch is refused (fencing): a late
+  write never undoes a newer state.
 - ``s``: ``closed`` or ``open``; an open circuit past its deadline is
   half-open (nothing needs to write that down).
 - ``u``, ``l``: an open spell's deadline and length, in server milliseconds.
@@ -69,16 +71,20 @@ local function save(st, now, reason)
   return r
 end
 
+local function advance(st, now)
+  st.e = math.max(st.e + 1, now)
+end
+
 local function open(st, now, length)
-  st.e = st.e + 1
+  advance(st, now)
   st.s = 'open'
   st.l = math.floor(length)
   st.u = now + st.l
   st.k = 0
 end
 
-local function close(st)
-  st.e = st.e + 1
+local function close(st, now)
+  advance(st, now)
   st.s = 'closed'
   st.u, st.l, st.f, st.k = 0, 0, 0, 0
 end
@@ -98,8 +104,9 @@ elseif ARGV[5] ~= '1' and st.e ~= tonumber(ARGV[4]) then
   return reply(0, st, now)
 end
 if ARGV[6] == 'closed' then
-  if st.s == 'closed' then return reply(0, st, now) end
-  close(st)
+  -- Closed already: only a reset changes anything (it forgets the window).
+  if st.s == 'closed' and ARGV[5] ~= '1' then return reply(0, st, now) end
+  close(st, now)
 else
   open(st, now, tonumber(ARGV[7]))
   st.f = tonumber(ARGV[8])
@@ -113,7 +120,8 @@ CLAIM: Final = (
     + """
 -- A half-open call asks for a probe permit: ARGV[4] its id, ARGV[5] the
 -- most permits at once, ARGV[6] how long one lasts (ms). Code 1: granted;
--- 0: refused; 2: the fleet's circuit is closed, so no permit is needed.
+-- 0: refused (all permits taken: left_ms is then until the first expires);
+-- 2: the fleet's circuit is closed, so no permit is needed.
 local now = clock()
 local st = load()
 if st == nil then return reply(2, nil, now) end
@@ -122,7 +130,10 @@ if state == 'closed' then return reply(2, st, now) end
 if state == 'open' then return reply(0, st, now) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
-  return reply(0, st, now)
+  local r = reply(0, st, now)
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  r[4] = tonumber(first[2]) - now
+  return r
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
@@ -156,7 +167,7 @@ if st.k < tonumber(ARGV[7]) then
   redis.call('HSET', KEYS[1], 'k', string.format('%d', st.k))
   return reply(1, st, now)
 end
-close(st)
+close(st, now)
 return save(st, now, 'probes_succeeded')
 """
 )
@@ -203,10 +214,8 @@ WINDOW: Final = (
 local now = clock()
 local st = load()
 if st == nil then
+  -- A missing circuit is closed, in whatever epoch its processes last saw.
   st = {e = tonumber(ARGV[4]), s = 'closed', u = 0, l = 0, f = 0, k = 0}
-  redis.call('HSET', KEYS[1], 'e', ARGV[4], 's', 'closed', 'u', 0, 'l', 0,
-             'f', 0, 'k', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 elseif st.e ~= tonumber(ARGV[4]) or st.s ~= 'closed' then
   return reply(0, st, now)
 end

@@ -30,6 +30,7 @@ import codecs
 import concurrent.futures
 import contextlib
 import math
+import queue
 import re
 import secrets
 import threading
@@ -49,7 +50,7 @@ except ImportError as _missing:  # pragma: no cover - the extra is not installed
 from . import _fork
 from ._config import TIME_BUCKETS, RateWindow
 from ._events import StoreDegraded, StoreRecovered, emit, logger
-from ._machine import CLOSED, OPEN, CircuitState
+from ._machine import CLOSED, HALF_OPEN, OPEN, CircuitState
 from ._ports import EventSink, check_port
 from ._public import publish
 from ._redis_lua import CLAIM, PROBE, PROPOSE, READ, RESTORE, WINDOW
@@ -77,6 +78,10 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
 
 # Seconds a background thread waits before trying a server that failed.
 _BACKOFF: Final = 0.1
+
+# The longest a refused claim (every permit taken) stands for later claims
+# of the same process, which are refused without asking meanwhile.
+_BUSY: Final = 0.1
 
 # A script's reply: code, epoch, state, ms left, length ms, failed probes.
 _Reply = tuple[int, int, str, int, int, int]
@@ -161,6 +166,7 @@ class _Link:
     __slots__ = (
         "__weakref__",
         "_breaker",
+        "busy_until",
         "counts",
         "counts_epoch",
         "diverged",
@@ -186,6 +192,8 @@ class _Link:
         )
         self.tallies = self.window is not None
         self.epoch = 0
+        # Until when (monotonic) the fleet's probe permits are known taken.
+        self.busy_until = 0.0
         # Whether this process's state is its own alone: its time window
         # opened the circuit while the store was down. The fleet's window
         # decides with a quorum, so that verdict is never shared, and the
@@ -228,9 +236,9 @@ class _Link:
         # Only a forced change gets here from a diverged state: everyone's.
         self.diverged = False
         if earlier is not None:
-            # Only the latest state matters, decided on the oldest epoch.
+            # Only the latest state matters, decided on the oldest epoch;
+            # it is forced only if it was itself.
             proposal.base = earlier.base
-            proposal.forced = proposal.forced or earlier.forced
         elif self.inflight is None:
             proposal.base = self.epoch
         self.pending = proposal
@@ -255,54 +263,77 @@ class _Link:
 
     # -- claims: a caller waits, at most claim_timeout -------------------------
 
+    def _ask(self) -> bool | None:
+        """Decide a claim without Redis, if it can be: ``None`` to ask."""
+        if not self.store._usable():
+            return True  # the breaker's own state decides
+        if time.monotonic() < self.busy_until:
+            return False
+        return None
+
     def claim(self, ticket: Ticket) -> bool:
         store = self.store
-        if not store._usable():
-            return True
+        known = self._ask()
+        if known is not None:
+            return known
         permit = secrets.token_hex(8)
         try:
             future = store._claims.submit(self._claim, permit)
+        except RuntimeError:  # closed meanwhile: the executor takes no more
+            return True
+        try:
             reply = future.result(store.claim_timeout)
         except concurrent.futures.TimeoutError:
             self._abandon(future, permit, store)
             return True
-        except RuntimeError:  # closed meanwhile: the executor takes no more
+        except concurrent.futures.CancelledError:  # closed meanwhile
             return True
         except Exception as error:  # noqa: BLE001 - a store must not break a call
             store._degraded(error)
             return True
+        except BaseException:  # interrupted while waiting
+            self._abandon(future, permit, None)
+            raise
         return self._verdict(ticket, permit, reply)
 
     async def claim_async(self, ticket: Ticket) -> bool:
         store = self.store
-        if not store._usable():
-            return True
+        known = self._ask()
+        if known is not None:
+            return known
         permit = secrets.token_hex(8)
         try:
             future = store._claims.submit(self._claim, permit)
-        except RuntimeError:  # closed meanwhile
+        except RuntimeError:  # closed meanwhile: the executor takes no more
             return True
+        reply = await self._await(future, permit)
+        return True if reply is None else self._verdict(ticket, permit, reply)
+
+    async def _await(
+        self, future: concurrent.futures.Future[_Reply], permit: str
+    ) -> _Reply | None:
+        """Await a claim's reply, at most claim_timeout; ``None``: go on without."""
+        store = self.store
         try:
             if in_trio():
                 import trio  # noqa: PLC0415 - only ever imported where it runs
 
-                reply = await trio.to_thread.run_sync(
-                    future.result, store.claim_timeout
-                )
-            else:
-                reply = await asyncio.wait_for(
-                    asyncio.wrap_future(future), store.claim_timeout
-                )
+                return await trio.to_thread.run_sync(future.result, store.claim_timeout)
+            return await asyncio.wait_for(
+                asyncio.wrap_future(future), store.claim_timeout
+            )
         except (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError):
             self._abandon(future, permit, store)
-            return True
+        except concurrent.futures.CancelledError:  # closed meanwhile (trio)
+            pass
         except Exception as error:  # noqa: BLE001 - a store must not break a call
             store._degraded(error)
-            return True
-        except BaseException:  # cancelled while waiting
-            self._abandon(future, permit, None)
-            raise
-        return self._verdict(ticket, permit, reply)
+        except BaseException:
+            # close() cancels waiting claims: not this task's cancellation.
+            if not (store._closed and future.cancelled()):
+                self._abandon(future, permit, None)
+                raise
+        return None
 
     def _claim(self, permit: str) -> _Reply:
         store = self.store
@@ -345,27 +376,44 @@ class _Link:
 
     def _verdict(self, ticket: Ticket, permit: str, reply: _Reply) -> bool:
         self.store._recovered()
-        code, epoch = reply[0], reply[1]
+        code, epoch, state = reply[0], reply[1], reply[2]
         if code == 1:
             ticket.permit = (permit, epoch)
-        self.take(reply)
+        elif code == 0 and state == HALF_OPEN.value:
+            # Every permit is taken: refuse here, without asking, until the
+            # first expires, or for a moment (one may come back sooner).
+            self.busy_until = time.monotonic() + min(reply[3] / 1000.0, _BUSY)
+        self.take(reply, refused=code == 0, here=True)
         return code != 0
 
     # -- the fleet's decisions, brought over -----------------------------------
 
-    def take(self, reply: _Reply) -> None:
-        """Adopt the fleet's state from a reply or message, if it is newer."""
+    def take(self, reply: _Reply, *, refused: bool = False, here: bool = False) -> None:
+        """
+        Adopt the fleet's state from a reply or message, if it is newer.
+
+        With *refused* (a claim was refused), also an open state of the same
+        epoch: this process went half-open a moment before the fleet did.
+        The change is announced on the store's announcer thread, so that
+        hooks never hold up its writer or listener; *here*: on the calling
+        thread (a caller's own claim).
+        """
         breaker = self.breaker
         if breaker is None:
             return
 
         def update(machine: Machine, now: float) -> Transition | None:
             _, epoch, state, left, length, failed = reply
-            if epoch <= self.epoch and not self.diverged:
-                return None
-            self.diverged = False
-            self.epoch = max(epoch, self.epoch)
             fleet = CircuitState(state)
+            early = refused and fleet is OPEN and machine.spell.state is not OPEN
+            if epoch < self.epoch or (
+                epoch == self.epoch and not (self.diverged or early)
+            ):
+                return None
+            if epoch > self.epoch:
+                self.busy_until = 0.0
+            self.diverged = False
+            self.epoch = epoch
             if fleet is CLOSED and machine.spell.state is CLOSED:
                 return None  # the same state: keep this spell and its counts
             return machine.adopt(
@@ -376,7 +424,9 @@ class _Link:
                 failed_probes=failed,
             )
 
-        breaker._store_update(update)
+        change = breaker._store_update(update, announce=here)
+        if change is not None and not here:
+            self.store._announce(breaker, change)
 
 
 class RedisStore:
@@ -466,6 +516,13 @@ class RedisStore:
             "state_ttl", state_ttl, least=1.0, most=365 * 86400.0
         )
         self._sink = None if sink is None else check_port(sink, EventSink, "sink")
+        if client.connection_pool.connection_kwargs.get("socket_timeout") is None:
+            logger.warning(
+                "RedisStore %r: the client has no socket timeout, so a frozen"
+                " Redis is never noticed and its threads may hang; set"
+                " socket_timeout, or use RedisStore.from_url",
+                namespace,
+            )
         self._client = client
         self._owns_client = False
         self._permit_ms = _ms(self.permit_ttl)
@@ -511,6 +568,11 @@ class RedisStore:
             thread_name_prefix=f"aiobreakers-redis-claim-{self.namespace}",
         )
         self._threads: list[threading.Thread] = []
+        # Changes brought from the fleet, for the announcer thread to tell
+        # hooks and sinks about; None stops it.
+        self._announcements: queue.SimpleQueue[
+            tuple[CircuitBreaker[..., Any], Transition] | None
+        ] = queue.SimpleQueue()
 
     @classmethod
     def from_url(
@@ -597,6 +659,7 @@ class RedisStore:
         for target, role in (
             (self._write_loop, "writer"),
             (self._listen_loop, "listener"),
+            (self._announce_loop, "announcer"),
         ):
             thread = threading.Thread(
                 target=target,
@@ -653,8 +716,11 @@ class RedisStore:
             self._stopping.set()
             self._cond.notify_all()
             threads, self._threads = self._threads, []
+        self._announcements.put(None)
         for thread in threads:
-            thread.join(timeout=2.0)
+            # A hook may close the store, on the store's own thread.
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0)
         self._claims.shutdown(wait=False, cancel_futures=True)
         for link in self._all_links():
             if link.tallies:
@@ -693,6 +759,11 @@ class RedisStore:
             for link in links:
                 link.pending = link.inflight = None
                 link.counts = [0, 0, 0]
+                breaker = link.breaker
+                if breaker is not None and link.tallies:
+                    # Healthy again as far as the child knows (one thread
+                    # here: no lock needed).
+                    breaker._machine.deferred = True
         if not self._closed and self._links:
             self._spawn()
 
@@ -788,7 +859,7 @@ class RedisStore:
                     self._resync()
                 self._recovered()
             except Exception as error:  # noqa: BLE001 - a store must not break a call
-                self._requeue(dirty)
+                self._requeue(dirty, ops)
                 self._degraded(error)
                 self._stopping.wait(_BACKOFF)
             with self._lock:
@@ -832,9 +903,11 @@ class RedisStore:
             due[1] = now + self.flush_interval
         return dirty, ops, resync, flush, asked
 
-    def _requeue(self, links: set[_Link]) -> None:
+    def _requeue(self, links: set[_Link], ops: list[tuple[_Link, _Op]]) -> None:
+        """Keep what a failed pass did not write, for the next one."""
         with self._lock:
             self._dirty |= {link for link in links if link.pending is not None}
+            self._ops[:0] = ops
 
     def _write_proposal(self, link: _Link) -> None:
         breaker = link.breaker
@@ -887,7 +960,6 @@ class RedisStore:
                 link.pending = proposal
             else:
                 newer.base = proposal.base
-                newer.forced = newer.forced or proposal.forced
             return None
 
         breaker._store_update(put_back)
@@ -904,7 +976,7 @@ class RedisStore:
             link.inflight = None
             newer = link.pending
             if newer is not None and newer.base is None:
-                if reply[0] == 1:
+                if reply[0] == 1 or newer.forced:
                     newer.base = reply[1]  # decided on top of the one written
                 else:
                     link.pending = None  # decided on a state the fleet refused
@@ -914,14 +986,19 @@ class RedisStore:
         link.take(reply)
 
     def _write_ops(self, ops: list[tuple[_Link, _Op]]) -> None:
-        for link, (kind, permit, failed) in ops:
-            token, epoch = permit
-            if kind == "release":
-                self._client.zrem(link.keys[1], token)
-                continue
-            breaker = link.breaker
-            if breaker is None:
-                continue
+        """Write probe outcomes and releases, taking each off *ops* once written."""
+        while ops:
+            link, op = ops[0]
+            self._write_op(link, op)
+            del ops[0]
+
+    def _write_op(self, link: _Link, op: _Op) -> None:
+        kind, (token, epoch), failed = op
+        if kind == "release":
+            self._client.zrem(link.keys[1], token)
+            return
+        breaker = link.breaker
+        if breaker is not None:
             config = breaker.config
             cap = config.max_recovery_timeout
             reply = _parse(
@@ -1039,6 +1116,17 @@ class RedisStore:
             )
         )
         link.take(reply)
+
+    # -- the announcer ---------------------------------------------------------
+
+    def _announce(self, breaker: CircuitBreaker[..., Any], change: Transition) -> None:
+        self._announcements.put((breaker, change))
+
+    def _announce_loop(self) -> None:
+        """Tell hooks and sinks of the fleet's changes, one at a time, in order."""
+        while (announcement := self._announcements.get()) is not None:
+            breaker, change = announcement
+            breaker._announce(change)
 
     # -- the listener ----------------------------------------------------------
 
