@@ -156,16 +156,13 @@ class Timing:
     ratio: float
 
 
-def interleave(
-    samplers: dict[str, Sampler], baseline: str, rounds: int, target_ns: float
-) -> dict[str, Timing]:
-    """Measure every sampler round-robin and summarise each by its median.
+def interleaved_samples(
+    samplers: dict[str, Sampler], rounds: int, target_ns: float
+) -> dict[str, list[float]]:
+    """Time every sampler round-robin: ns/call of each, one sample per round.
 
     Each round times every sampler once, starting one further along the list
-    than the round before, so that no one always runs first or last. The ratio
-    of a sampler is the median over rounds of its time divided by the
-    baseline's time *in the same round*, which cancels slow drift of the
-    machine (frequency scaling, noisy neighbours).
+    than the round before, so that no one always runs first or last.
     """
     iterations = {
         name: calibrate(sample, target_ns) for name, sample in samplers.items()
@@ -176,11 +173,29 @@ def interleave(
         start = round_index % len(names)
         for name in names[start:] + names[:start]:
             samples[name].append(samplers[name](iterations[name]))
+    return samples
+
+
+def median_ratio(values: list[float], base: list[float]) -> float:
+    """Return the median over rounds of ``values[i] / base[i]`` (the same round)."""
+    return statistics.median(v / b for v, b in zip(values, base, strict=True))
+
+
+def interleave(
+    samplers: dict[str, Sampler], baseline: str, rounds: int, target_ns: float
+) -> dict[str, Timing]:
+    """Measure every sampler round-robin and summarise each by its median.
+
+    The rounds are those of :func:`interleaved_samples`. The ratio of a
+    sampler is the median over rounds of its time divided by the baseline's
+    time *in the same round*, which cancels slow drift of the machine
+    (frequency scaling, noisy neighbours).
+    """
+    samples = interleaved_samples(samplers, rounds, target_ns)
     base = samples[baseline]
     return {
         name: Timing(
-            ns_per_call=statistics.median(values),
-            ratio=statistics.median(v / b for v, b in zip(values, base, strict=True)),
+            ns_per_call=statistics.median(values), ratio=median_ratio(values, base)
         )
         for name, values in samples.items()
     }

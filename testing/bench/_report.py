@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import platform
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,18 @@ Outcome = Timing | str
 Allocation = tuple[int, int, int, int] | str
 # Microseconds per decoration and bytes each decoration leaves held, or a status.
 Decoration = tuple[float, float] | str
+
+
+def machine_meta() -> dict[str, Any]:
+    """Return what a run's header and JSON say about the machine and the date."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
 
 # How far ahead of the best peer the subject should be on a timed case: the
 # best peer's ratio divided by the subject's.
@@ -155,16 +170,18 @@ class DecorateResult:
         return all(verdicts) if verdicts else None
 
 
-_NAME_WIDTH = 16
-_VERDICT = {None: "not measured", True: "PASS", False: "FAIL"}
+NAME_WIDTH = 16
+VERDICT = {None: "not measured", True: "PASS", False: "FAIL"}
 
 
-def _row(name: str, *cells: str) -> str:
-    return f"  {name:<{_NAME_WIDTH}}" + "".join(f"{cell:>14}" for cell in cells)
+def row(name: str, *cells: str, width: int = NAME_WIDTH) -> str:
+    """Return one table row: the name left-aligned in *width*, then the cells."""
+    return f"  {name:<{width}}" + "".join(f"{cell:>14}" for cell in cells)
 
 
-def _status_row(name: str, status: str) -> str:
-    return f"  {name:<{_NAME_WIDTH}}    {status}"
+def status_row(name: str, status: str, *, width: int = NAME_WIDTH) -> str:
+    """Return the row of an implementation with no figures, only a status."""
+    return f"  {name:<{width}}    {status}"
 
 
 def _lead_text(case: CaseResult) -> str:
@@ -184,13 +201,13 @@ def case_block(case: CaseResult) -> str:
     """Return the text block of one timed case."""
     target = f"; target <= {case.target:g}x" if case.target is not None else ""
     lines = [f"{case.title}  (bare: {case.baseline}{target})"]
-    lines.append(_row("", "ns/call", "ratio"))
+    lines.append(row("", "ns/call", "ratio"))
     for name, outcome in case.outcomes.items():
         if isinstance(outcome, str):
-            lines.append(_status_row(name, outcome))
+            lines.append(status_row(name, outcome))
         else:
             lines.append(
-                _row(name, f"{outcome.ns_per_call:,.1f}", f"{outcome.ratio:,.2f}x")
+                row(name, f"{outcome.ns_per_call:,.1f}", f"{outcome.ratio:,.2f}x")
             )
     if case.target is not None:
         met = {None: "not measured", True: "met", False: "MISSED"}[case.target_met]
@@ -228,7 +245,7 @@ def summary_block(
     )
     lines.append(
         f"  decorating: <= {decorate.target_us:g} us and ~0 bytes kept per"
-        f" decoration: {_VERDICT[decorate.subject_meets_target]}"
+        f" decoration: {VERDICT[decorate.subject_meets_target]}"
     )
     return "\n".join(lines)
 
@@ -266,27 +283,27 @@ def memory_block(memory: MemoryResult) -> str:
     ]
     for name, outcome in memory.outcomes.items():
         if isinstance(outcome, str):
-            lines.append(_status_row(name, outcome))
+            lines.append(status_row(name, outcome))
         else:
-            lines.append(_row(name, f"{outcome:,.0f}"))
+            lines.append(row(name, f"{outcome:,.0f}"))
     return "\n".join(lines)
 
 
 def allocation_block(result: AllocationResult) -> str:
     """Return the text block of the allocation check."""
-    verdict = _VERDICT[result.subject_stays_flat]
+    verdict = VERDICT[result.subject_stays_flat]
     lines = [
         (
             f"bytes held over {result.calls:,} and {result.calls * 10:,} success calls"
             f" on a closed breaker  ({result.subject} stays flat: {verdict})"
         ),
-        _row("", "peak", "retained", "peak 10x", "retained 10x"),
+        row("", "peak", "retained", "peak 10x", "retained 10x"),
     ]
     for name, outcome in result.outcomes.items():
         if isinstance(outcome, str):
-            lines.append(_status_row(name, outcome))
+            lines.append(status_row(name, outcome))
         else:
-            lines.append(_row(name, *(f"{value:,}" for value in outcome)))
+            lines.append(row(name, *(f"{value:,}" for value in outcome)))
     return "\n".join(lines)
 
 
@@ -298,18 +315,18 @@ def decorate_block(result: DecorateResult) -> str:
             f" decoration after {result.decorations:,} decorate-call-drop cycles"
             f" and gc.collect()  ({SUBJECT} <= {result.target_us:g} us and"
             f" <= {result.allowed_bytes:.3g} bytes kept:"
-            f" {_VERDICT[result.subject_meets_target]})"
+            f" {VERDICT[result.subject_meets_target]})"
         ),
-        _row("", "us/decoration", "bytes kept"),
+        row("", "us/decoration", "bytes kept"),
     ]
     for family, outcomes in result.outcomes.items():
         lines.append(f"  {DECORATE_FAMILIES[family]}")
         for name, outcome in outcomes.items():
             if isinstance(outcome, str):
-                lines.append(_status_row(name, outcome))
+                lines.append(status_row(name, outcome))
             else:
                 micros, retained = outcome
-                lines.append(_row(name, f"{micros:,.2f}", f"{retained:,.1f}"))
+                lines.append(row(name, f"{micros:,.2f}", f"{retained:,.1f}"))
     return "\n".join(lines)
 
 
