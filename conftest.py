@@ -120,10 +120,30 @@ class AsyncClient:
         return Response(url)
 
 
+class HTTPError(Exception):
+    """Stands in for ``httpx.HTTPError``: the base of httpx's errors."""
+
+
+class TransportError(HTTPError):
+    """Stands in for ``httpx.TransportError``: connection errors, timeouts."""
+
+
+class ReadTimeout(TransportError):  # noqa: N818 - httpx's own name
+    """Stands in for ``httpx.ReadTimeout``, one of its transport errors."""
+
+
+class HTTPStatusError(HTTPError):
+    """Stands in for ``httpx.HTTPStatusError``: what ``raise_for_status`` raises."""
+
+
 class HTTPX:
-    """Stands in for the ``httpx`` module: just ``AsyncClient``."""
+    """Stands in for the ``httpx`` module: ``AsyncClient`` and its errors."""
 
     AsyncClient = AsyncClient
+    HTTPError = HTTPError
+    TransportError = TransportError
+    ReadTimeout = ReadTimeout
+    HTTPStatusError = HTTPStatusError
 
 
 class Requests:
