@@ -21,6 +21,9 @@ see what earlier ones defined.
   with real-looking delays (``base_delay=1.0``) take no real time.
 - The dependencies the examples talk to (``payment_api``, ``httpx``,
   ``requests``, ``db``, ...) are the small stand-ins below.
+
+It also gives every async test in ``tests/`` and ``docs/examples/`` (the
+modules mark theirs ``pytest.mark.anyio``) the two backends it runs on.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import doctest
 import inspect
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from sybil import Sybil
 from sybil.evaluators.python import pad
 from sybil.parsers.markdown import CodeBlockParser as MarkdownCodeBlockParser
@@ -43,6 +47,21 @@ from aiobreakers.testing import FakeClock, fakes
 if TYPE_CHECKING:
     from sybil import Example
     from typing_extensions import Self
+
+# -- the backends of every async test ------------------------------------------
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """
+    Run each ``pytest.mark.anyio`` test once under asyncio and once under trio.
+
+    anyio's pytest plugin runs the tests; a test that only makes sense under
+    one library parametrizes ``anyio_backend`` itself, which overrides this.
+    """
+    backend: str = request.param
+    return backend
+
 
 # -- stand-ins for the dependencies the examples protect ---------------------------
 
@@ -101,10 +120,30 @@ class AsyncClient:
         return Response(url)
 
 
+class HTTPError(Exception):
+    """Stands in for ``httpx.HTTPError``: the base of httpx's errors."""
+
+
+class TransportError(HTTPError):
+    """Stands in for ``httpx.TransportError``: connection errors, timeouts."""
+
+
+class ReadTimeout(TransportError):  # noqa: N818 - httpx's own name
+    """Stands in for ``httpx.ReadTimeout``, one of its transport errors."""
+
+
+class HTTPStatusError(HTTPError):
+    """Stands in for ``httpx.HTTPStatusError``: what ``raise_for_status`` raises."""
+
+
 class HTTPX:
-    """Stands in for the ``httpx`` module: just ``AsyncClient``."""
+    """Stands in for the ``httpx`` module: ``AsyncClient`` and its errors."""
 
     AsyncClient = AsyncClient
+    HTTPError = HTTPError
+    TransportError = TransportError
+    ReadTimeout = ReadTimeout
+    HTTPStatusError = HTTPStatusError
 
 
 class Requests:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import logging
 import pickle
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from aiobreakers import (
@@ -25,6 +27,8 @@ from aiobreakers.testing import Spy
 
 if TYPE_CHECKING:
     from aiobreakers.testing import FakeClock
+
+pytestmark = pytest.mark.anyio
 
 
 def make(
@@ -162,20 +166,26 @@ def test_closing_resets_the_failure_count(clock: FakeClock) -> None:
 async def test_half_open_admits_at_most_max_calls(clock: FakeClock) -> None:
     """Concurrent probes beyond half_open_max_calls are rejected."""
     breaker = open_then_wait(clock, half_open_max_calls=2, success_threshold=5)
-    release = asyncio.Event()
+    release = anyio.Event()
+    results: list[str] = []
 
     async def probe() -> str:
         await release.wait()
         return "ok"
 
-    tasks = [asyncio.create_task(breaker.call_async(probe)) for _ in range(2)]
-    await asyncio.sleep(0)
-    with pytest.raises(CircuitOpenError) as info:
-        await breaker.call_async(probe)
-    assert info.value.state == "half_open"
-    assert info.value.retry_after == 0.0
-    release.set()
-    assert await asyncio.gather(*tasks) == ["ok", "ok"]
+    async def call() -> None:
+        results.append(await breaker.call_async(probe))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        group.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(CircuitOpenError) as info:
+            await breaker.call_async(probe)
+        assert info.value.state == "half_open"
+        assert info.value.retry_after == 0.0
+        release.set()
+    assert results == ["ok", "ok"]
     assert await breaker.call_async(probe) == "ok"
 
 
@@ -184,21 +194,26 @@ async def test_probes_of_an_earlier_spell_still_hold_their_slot(
 ) -> None:
     """A probe still running after the circuit re-opened keeps its slot."""
     breaker = open_then_wait(clock)
-    release = asyncio.Event()
+    release = anyio.Event()
+    results: list[str] = []
 
     async def slow() -> str:
         await release.wait()
         return "late"
 
-    slow_probe = asyncio.create_task(breaker.call_async(slow))
-    await asyncio.sleep(0)
-    breaker.trip()
-    clock.advance(10)
-    assert breaker.state == "half_open"
-    with pytest.raises(CircuitOpenError):
-        breaker.call_sync(ok)
-    release.set()
-    assert await slow_probe == "late"
+    async def slow_probe() -> None:
+        results.append(await breaker.call_async(slow))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(slow_probe)
+        await anyio.wait_all_tasks_blocked()
+        breaker.trip()
+        clock.advance(10)
+        assert breaker.state == "half_open"
+        with pytest.raises(CircuitOpenError):
+            breaker.call_sync(ok)
+        release.set()
+    assert results == ["late"]
     assert breaker.state == "half_open", "a late result must not move the state"
     assert breaker.call_sync(ok) == "ok"
 
@@ -279,12 +294,20 @@ def test_base_exception_frees_the_probe_slot(clock: FakeClock) -> None:
 async def test_task_cancellation_frees_the_probe_slot(clock: FakeClock) -> None:
     """Cancelling an awaiting probe task frees its slot and counts nothing."""
     breaker = open_then_wait(clock)
-    never = asyncio.Event()
-    task = asyncio.create_task(breaker.call_async(never.wait))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    outcomes: list[str] = []
+
+    async def probe() -> None:
+        try:
+            await breaker.call_async(anyio.sleep_forever)
+        except anyio.get_cancelled_exc_class():
+            outcomes.append("cancelled")
+            raise
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(probe)
+        await anyio.wait_all_tasks_blocked()
+        group.cancel_scope.cancel()
+    assert outcomes == ["cancelled"]
     assert breaker.get_metrics()["total_calls"] == 1  # only the first failure
     assert breaker.call_sync(ok) == "ok"
 
@@ -594,23 +617,24 @@ def test_a_raising_sink_never_breaks_the_call(
 async def test_async_hooks_run_as_tasks_on_the_running_loop(clock: FakeClock) -> None:
     """An async hook is scheduled on the loop and runs to completion."""
     breaker = make(clock)
-    done = asyncio.Event()
+    done = anyio.Event()
 
     async def hook(b: CircuitBreaker[..., Any]) -> None:
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         done.set()
 
     breaker.on_open(hook)
     breaker.trip()
     assert not done.is_set()
-    await asyncio.wait_for(done.wait(), timeout=1)
+    with anyio.fail_after(1):  # real seconds: only if the hook never runs
+        await done.wait()
 
 
 async def test_a_failing_async_hook_is_reported(clock: FakeClock) -> None:
     """An async hook that raises is reported as HookFailed."""
     sink = Spy()
     breaker = make(clock, sink)
-    finished = asyncio.Event()
+    finished = anyio.Event()
 
     async def hook(b: CircuitBreaker[..., Any]) -> None:
         finished.set()
@@ -619,8 +643,7 @@ async def test_a_failing_async_hook_is_reported(clock: FakeClock) -> None:
     breaker.on_open(hook)
     breaker.trip()
     await finished.wait()
-    for _ in range(3):
-        await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()
     assert [type(e) for e in sink.events] == [StateChanged, HookFailed]
 
 
@@ -807,12 +830,12 @@ async def test_quiet_breakers_reject_then_probe_after_the_timeout(
         if with_fallback:
             result = call()
             assert (
-                await result if asyncio.iscoroutine(result) else result
+                await result if inspect.iscoroutine(result) else result
             ) == "fallback"
         else:
             with pytest.raises(CircuitOpenError) as info:
                 result = call()
-                if asyncio.iscoroutine(result):
+                if inspect.iscoroutine(result):
                     await result
             assert info.value.retry_after == 0.5
     assert calls == []

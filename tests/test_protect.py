@@ -18,6 +18,8 @@ from aiobreakers.testing import FakeClock
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+pytestmark = pytest.mark.anyio
+
 
 def protectors(clock: FakeClock) -> list[Callable[[Any], Any]]:
     breaker = CircuitBreaker("api", clock=clock)

@@ -140,6 +140,67 @@ def test_fixtures_work_in_pytest_asyncio_tests(pytester: pytest.Pytester) -> Non
     )
 
 
+def test_fixtures_work_in_anyio_tests_under_trio_and_asyncio(
+    pytester: pytest.Pytester,
+) -> None:
+    """Tests that anyio's plugin runs on trio get the same fakes as on asyncio."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(params=["asyncio", "trio"])
+        def anyio_backend(request):
+            return request.param
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import sniffio
+        from aiobreakers import (
+            BreakerConfig, CircuitBreaker, CircuitOpenError, RetryConfig, RetryPolicy
+        )
+
+        pytestmark = pytest.mark.anyio
+
+        attempts = []
+
+        @RetryPolicy("fetch", RetryConfig(max_retries=3, base_delay=1))
+        async def fetch():
+            attempts.append(1)
+            if len(attempts) % 4:
+                raise TimeoutError
+            return "data"
+
+        async def test_backs_off(anyio_backend, fake_clock, fake_random, retry_spy):
+            assert sniffio.current_async_library() == anyio_backend
+            fake_random.set(1.0)
+            assert await fetch() == "data"
+            retry_spy.assert_delays("fetch", [1.0, 2.0, 4.0])
+            assert fake_clock.monotonic() == 7.0
+
+        async def test_recovers(anyio_backend, fake_clock, breaker_spy):
+            name = f"cards-{anyio_backend}"
+            cards = CircuitBreaker(name, BreakerConfig(failure_threshold=1))
+
+            @cards
+            async def charge():
+                raise ConnectionError
+
+            with pytest.raises(ConnectionError):
+                await charge()
+            with pytest.raises(CircuitOpenError):
+                await charge()
+            await fake_clock.sleep_async(60)
+            assert cards.state == "half_open"
+            breaker_spy.assert_tripped(name)
+        """
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random(["*test_backs_off?trio? PASSED*"])
+
+
 def test_all_fakes_in_one_fixture(pytester: pytest.Pytester) -> None:
     """aiobreakers_fakes installs clock, random and both spies for the test."""
     pytester.makepyfile(

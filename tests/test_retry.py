@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
+import anyio
 import pytest
 
 from aiobreakers import (
@@ -20,6 +20,8 @@ from aiobreakers import (
     RetryScheduled,
 )
 from aiobreakers.testing import FakeClock, FakeRandom, Spy
+
+pytestmark = pytest.mark.anyio
 
 
 class Flaky:
@@ -182,18 +184,25 @@ def test_base_exceptions_are_never_retried(clock: FakeClock) -> None:
 async def test_cancellation_during_the_call_is_not_retried(clock: FakeClock) -> None:
     """A cancelled attempt ends the call: no retry, no sleep."""
     attempts = 0
-    never = asyncio.Event()
+    outcomes: list[str] = []
 
     async def hang() -> None:
         nonlocal attempts
         attempts += 1
-        await never.wait()
+        await anyio.sleep_forever()
 
-    task = asyncio.create_task(policy(clock).call_async(hang))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    async def call() -> None:
+        try:
+            await policy(clock).call_async(hang)
+        except anyio.get_cancelled_exc_class():
+            outcomes.append("cancelled")
+            raise
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        group.cancel_scope.cancel()
+    assert outcomes == ["cancelled"]
     assert (attempts, clock.sleeps) == (1, [])
 
 
@@ -202,22 +211,31 @@ async def test_cancellation_during_the_backoff_sleep_stops_retrying(
 ) -> None:
     """Cancelling while the policy sleeps stops it: no further attempt."""
     flaky = Flaky(ConnectionError())
-    sleeping = asyncio.Event()
+    sleeping = anyio.Event()
+    outcomes: list[str] = []
 
     class BlockingSleeper:
         async def sleep_async(self, seconds: float) -> None:
             sleeping.set()
-            await asyncio.Event().wait()
+            await anyio.sleep_forever()
 
         def sleep_sync(self, seconds: float) -> None:
             raise AssertionError
 
     retry = RetryPolicy("api", sleeper=BlockingSleeper())
-    task = asyncio.create_task(retry.call_async(flaky.async_call))
-    await sleeping.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+
+    async def call() -> None:
+        try:
+            await retry.call_async(flaky.async_call)
+        except anyio.get_cancelled_exc_class():
+            outcomes.append("cancelled")
+            raise
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        await sleeping.wait()
+        group.cancel_scope.cancel()
+    assert outcomes == ["cancelled"]
     assert flaky.calls == 1
     assert retry.get_metrics()["total_failures"] == 0
 
@@ -245,7 +263,7 @@ async def test_async_on_retry_hooks_are_scheduled(clock: FakeClock) -> None:
 
     retry.on_retry(hook)
     assert await retry.call_async(Flaky(ConnectionError()).async_call) == "ok"
-    await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()
     assert seen == [1]
 
 

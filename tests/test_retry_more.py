@@ -8,7 +8,6 @@ retry budgets, retried blocks (``attempts()``) and the breaker's
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import email.utils
 import logging
@@ -16,6 +15,8 @@ import math
 import threading
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from aiobreakers import (
@@ -32,7 +33,7 @@ from aiobreakers import (
 )
 from aiobreakers.testing import BreakerSpy, FakeClock, RetrySpy
 
-pytestmark = pytest.mark.usefixtures("fake_clock", "retry_spy")
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fake_clock", "retry_spy")]
 
 # A fixed HTTP-date and its epoch seconds, to count Retry-After dates from.
 DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -134,8 +135,8 @@ async def test_an_async_attempt_running_at_the_deadline_is_cut_there(
         if len(started) < 3:
             raise ConnectionError
         try:
-            await asyncio.Event().wait()  # never set: only the cut ends it
-        except asyncio.CancelledError:
+            await anyio.sleep_forever()  # only the cut ends it
+        except anyio.get_cancelled_exc_class():
             cancelled.append(fake_clock.monotonic())
             raise
         return "never"
@@ -179,7 +180,7 @@ async def test_attempt_timeout_cuts_a_slow_attempt_which_is_retried(
         if not cancelled:
             try:
                 await fake_clock.sleep_async(60.0)
-            except asyncio.CancelledError:
+            except anyio.get_cancelled_exc_class():
                 cancelled.append(fake_clock.monotonic())
                 raise
         return "ok"
@@ -201,7 +202,7 @@ async def test_a_timed_out_attempt_follows_the_exception_filters(
 
     async def hangs() -> None:
         calls.append(fake_clock.monotonic())
-        await asyncio.Event().wait()
+        await anyio.sleep_forever()
 
     retry = policy(attempt_timeout=2.0, retryable_exceptions=(ConnectionError,))
     with pytest.raises(TimeoutError):
@@ -218,7 +219,7 @@ async def test_each_attempt_gets_its_own_timeout(fake_clock: FakeClock) -> None:
 
     async def always_hangs() -> None:
         starts.append(fake_clock.monotonic())
-        await asyncio.Event().wait()
+        await anyio.sleep_forever()
 
     with pytest.raises(TimeoutError):
         await policy(max_retries=2, attempt_timeout=1.5).call_async(always_hangs)
@@ -230,27 +231,63 @@ async def test_cancelling_the_caller_while_a_timed_out_attempt_winds_down(
     fake_clock: FakeClock,
 ) -> None:
     """Cancellation during a cut attempt's cleanup propagates; nothing is retried."""
-    cleaning = asyncio.Event()
-    release = asyncio.Event()
+    cleaning = anyio.Event()
+    release = anyio.Event()
     calls: list[int] = []
+    outcomes: list[str] = []
 
     async def slow_cleanup() -> None:
         calls.append(1)
         try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
             cleaning.set()
-            await release.wait()  # cleanup that takes a while
+            with anyio.CancelScope(shield=True):
+                await release.wait()  # cleanup that takes a while
             raise
 
     retry = policy(max_retries=3, attempt_timeout=1.0)
-    task = asyncio.ensure_future(retry.call_async(slow_cleanup))
-    await cleaning.wait()  # the attempt was cut and is cleaning up
-    task.cancel()
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+
+    async def call() -> None:
+        try:
+            await retry.call_async(slow_cleanup)
+        except anyio.get_cancelled_exc_class():
+            outcomes.append("cancelled")
+            raise
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        await cleaning.wait()  # the attempt was cut and is cleaning up
+        group.cancel_scope.cancel()
+        release.set()
+    assert outcomes == ["cancelled"]
     assert calls == [1]
+    assert retry.get_metrics()["total_calls"] == 0
+
+
+async def test_cancelling_the_caller_during_a_timed_attempt_is_no_timeout(
+    fake_clock: FakeClock,
+) -> None:
+    """The caller's cancellation leaves a timed attempt as itself: no TimeoutError."""
+    calls: list[float] = []
+    outcomes: list[str] = []
+    retry = policy(attempt_timeout=5.0)
+    with anyio.CancelScope() as scope:
+
+        async def attempt() -> str:
+            calls.append(fake_clock.monotonic())
+            scope.cancel()
+            await anyio.sleep_forever()  # the cancellation lands here
+            return "never"
+
+        try:
+            await retry.call_async(attempt)
+        except anyio.get_cancelled_exc_class():  # itself, not in an exception group
+            outcomes.append("cancelled")
+            raise
+    assert scope.cancelled_caught
+    assert (calls, outcomes) == ([0.0], ["cancelled"])
+    assert fake_clock.monotonic() == 0.0
     assert retry.get_metrics()["total_calls"] == 0
 
 
@@ -821,7 +858,7 @@ async def test_async_for_attempts_retry_a_block_with_exact_waits(
     async for attempt in retry.attempts():
         with attempt:
             numbers.append(attempt.number)
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             if attempt.number < 3:
                 raise ConnectionError
     assert numbers == [1, 2, 3]
@@ -961,14 +998,16 @@ def test_an_attempt_not_used_as_with_is_a_runtime_error() -> None:
 async def test_cancellation_inside_an_attempt_propagates_uncounted(
     fake_clock: FakeClock, retry_spy: RetrySpy
 ) -> None:
-    """CancelledError in a block is neither retried nor counted."""
+    """Cancellation in a block is neither retried nor counted."""
     retry = policy()
     numbers: list[int] = []
-    with pytest.raises(asyncio.CancelledError):
+    with anyio.CancelScope() as scope:
         async for attempt in retry.attempts():
             with attempt:
                 numbers.append(attempt.number)
-                raise asyncio.CancelledError
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()  # the cancellation lands here
+    assert scope.cancelled_caught
     assert numbers == [1]
     assert fake_clock.sleeps == []
     assert retry_spy.of("api") == []
@@ -1140,7 +1179,7 @@ def test_the_new_fields_default_to_off() -> None:
 
 async def test_the_real_sleeper_cuts_an_attempt_in_its_own_task() -> None:
     """With the real sleeper, the deadline cuts an attempt at once when due."""
-    gate = asyncio.Event()  # never set: only the cut can end the attempt
+    gate = anyio.Event()  # never set: only the cut can end the attempt
     policy = RetryPolicy("cut", RetryConfig(max_retries=2, deadline=1e-9))
 
     @policy

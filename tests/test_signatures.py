@@ -8,11 +8,11 @@ unusual functions still work.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from typing import TYPE_CHECKING, Any
 
+import anyio.lowlevel
 import pytest
 
 from aiobreakers import (
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from aiobreakers.testing import FakeClock
+
+pytestmark = pytest.mark.anyio
 
 
 def decorators(clock: FakeClock) -> list[Callable[[Any], Any]]:
@@ -197,7 +199,7 @@ async def test_methods_bind_self(clock: FakeClock) -> None:
 
         @breaker
         async def add_async(self, value: int) -> int:
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             return self.base + value
 
     assert Client().add(1, twice=True) == 12

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from aiobreakers.testing import FakeClock
 
+pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture(autouse=True)
 def virtual_time(clock: FakeClock) -> Iterator[None]:

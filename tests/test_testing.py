@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from typing import Any
 
+import anyio
 import pytest
 
 from aiobreakers import (
@@ -27,6 +27,8 @@ from aiobreakers.testing import (
     fakes,
     track_breakers,
 )
+
+pytestmark = pytest.mark.anyio
 
 # -- FakeClock ----------------------------------------------------------------
 
@@ -65,9 +67,11 @@ async def test_concurrent_async_sleeps_wake_in_deadline_order() -> None:
         await clock.sleep_async(seconds)
         woke.append((seconds, clock.monotonic()))
 
-    await asyncio.gather(nap(5), nap(1), nap(3))
+    async with anyio.create_task_group() as group:
+        for seconds in (5, 1, 3):
+            group.start_soon(nap, seconds)
     assert woke == [(1, 1.0), (3, 3.0), (5, 5.0)]
-    assert clock.sleeps == [5, 1, 3]
+    assert sorted(clock.sleeps) == [1, 3, 5]  # trio starts tasks in any order
 
 
 async def test_chained_async_sleeps_interleave_by_deadline() -> None:
@@ -81,16 +85,26 @@ async def test_chained_async_sleeps_interleave_by_deadline() -> None:
         await clock.sleep_async(second)
         woke.append(f"{name}@{clock.monotonic():g}")
 
-    await asyncio.gather(twice("a", 1, 5), twice("b", 2, 1))
+    async with anyio.create_task_group() as group:
+        group.start_soon(twice, "a", 1, 5)
+        group.start_soon(twice, "b", 2, 1)
     assert woke == ["a@1", "b@2", "b@3", "a@6"]
 
 
 async def test_a_cancelled_sleeper_does_not_move_time() -> None:
     """Cancelling a sleeping task removes its deadline."""
     clock = FakeClock()
-    long = asyncio.create_task(clock.sleep_async(100))
-    await asyncio.sleep(0)
-    long.cancel()
+    sleeping = anyio.Event()
+
+    async def sleep_long() -> None:
+        sleeping.set()  # the sleep starts before this task lets others run
+        await clock.sleep_async(100)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(sleep_long)
+        await sleeping.wait()
+        group.cancel_scope.cancel()
+    assert clock.sleeps == [100]
     await clock.sleep_async(1)
     assert clock.monotonic() == 1.0
 

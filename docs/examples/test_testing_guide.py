@@ -19,6 +19,10 @@ from aiobreakers import (
 )
 from aiobreakers.testing import BreakerSpy, FakeClock, FakeRandom, RetrySpy, fakes
 
+# anyio's pytest plugin runs the async tests, under asyncio and under trio
+# (the anyio_backend fixture in this project's conftest.py).
+pytestmark = pytest.mark.anyio
+
 # --- the application under test (built at import time, no ports injected) ---
 
 

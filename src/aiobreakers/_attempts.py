@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Iterator
     from types import TracebackType
 
     from typing_extensions import Self
@@ -78,15 +78,21 @@ class Attempts:
                 self._policy._sleeper_now().sleep_sync(delay)  # noqa: SLF001
             yield self._start()
 
-    async def __aiter__(self) -> AsyncIterator[Attempt]:
+    # ``async for`` steps this object itself, not an async generator: one left
+    # suspended when the final error leaves the loop would be finalized by the
+    # event loop later (trio warns about each one, asking for ``aclosing``).
+    def __aiter__(self) -> Self:
         """Run the attempts, waiting in between with the sleeper's async sleep."""
-        while True:
-            delay = self._next_delay()
-            if delay is None:
-                return
-            if delay > 0:
-                await self._policy._sleeper_now().sleep_async(delay)  # noqa: SLF001
-            yield self._start()
+        return self
+
+    async def __anext__(self) -> Attempt:
+        """Wait before the next attempt and start it; stop when the run is over."""
+        delay = self._next_delay()
+        if delay is None:
+            raise StopAsyncIteration
+        if delay > 0:
+            await self._policy._sleeper_now().sleep_async(delay)  # noqa: SLF001
+        return self._start()
 
     def _next_delay(self) -> float | None:
         """Return the wait before the next attempt, or None when the run is over."""

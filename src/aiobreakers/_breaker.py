@@ -478,7 +478,10 @@ class CircuitBreaker(Generic[P, R]):
 
     # Without a fallback the decorator is typed as the identity: the wrapper has
     # the function's exact type. With one, the function must fit the
-    # fallback's parameters and result.
+    # fallback's parameters and result, async (listed first, so that a
+    # fallback returning object keeps a coroutine function async) or sync.
+    # The last overload is there for what does not fit: pyright reports the
+    # last overload it tried, so the error names both shapes that would.
     @overload
     def __call__(self: CircuitBreaker[..., NoFallback], func: _F, /) -> _F: ...
 
@@ -494,6 +497,13 @@ class CircuitBreaker(Generic[P, R]):
     def __call__(
         self: CircuitBreaker[Q, T], func: Callable[Q, T], /
     ) -> Callable[Q, T]: ...
+
+    @overload
+    def __call__(
+        self: CircuitBreaker[Q, T],
+        func: Callable[Q, T] | Callable[Q, Coroutine[Any, Any, T]],
+        /,
+    ) -> Callable[Q, T] | Callable[Q, Coroutine[Any, Any, T]]: ...
 
     def __call__(self, func: Any, /) -> Any:
         """

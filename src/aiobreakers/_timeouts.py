@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._ports import SystemSleeper
@@ -100,14 +101,27 @@ async def _within_trio(
 
     result: Any = None
     failure: Exception | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cut)
-        with scope:
-            try:
-                result = await awaitable
-            except Exception as error:  # noqa: BLE001 - raised outside the nursery
-                failure = error
-        nursery.cancel_scope.cancel()  # the attempt is over: stop the timer
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cut)
+            with scope:
+                try:
+                    result = await awaitable
+                except Exception as error:  # noqa: BLE001 - raised outside the nursery
+                    failure = error
+            nursery.cancel_scope.cancel()  # the attempt is over: stop the timer
+    except BaseException as group:
+        # The nursery wraps what leaves it in a group: the caller's
+        # cancellation (caught in the attempt, the timer or both), a
+        # KeyboardInterrupt, a broken sleeper's error. Pass it on as itself,
+        # as it would leave an attempt without a timeout.
+        sole = _sole(group, trio.Cancelled)
+        if sole is group:
+            raise
+        try:
+            raise sole from None
+        finally:
+            del sole, group  # no frame-traceback cycle
     if failure is not None:
         try:
             raise failure
@@ -116,3 +130,26 @@ async def _within_trio(
     if scope.cancelled_caught:
         raise TimeoutError(message)
     return result
+
+
+def _sole(error: BaseException, cancelled: type[BaseException]) -> BaseException:
+    """
+    Return the one exception in *error*, a nursery's group, if it holds one.
+
+    A group of nothing but *cancelled* (trio's ``Cancelled``, once per task
+    the cancellation reached) counts as one. Anything else is *error* itself.
+    """
+    group_type: type[BaseException]
+    if sys.version_info >= (3, 11):
+        group_type = BaseExceptionGroup  # noqa: F821 - a builtin from 3.11 on
+    else:  # trio depends on the backport below 3.11
+        import exceptiongroup  # noqa: PLC0415 - only where trio runs
+
+        group_type = exceptiongroup.BaseExceptionGroup
+    if not isinstance(error, group_type):
+        return error
+    members: tuple[BaseException, ...] = error.exceptions  # type: ignore[attr-defined]
+    leaves = [_sole(member, cancelled) for member in members]
+    if len(leaves) == 1 or all(isinstance(leaf, cancelled) for leaf in leaves):
+        return leaves[0]
+    return error

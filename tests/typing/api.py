@@ -147,6 +147,39 @@ async def renamed(sym: str) -> float:  # fallback may be called as fallback(symb
     return 1.0
 
 
+# Each kind of misfit is one error for mypy, and for pyright the failed overload
+# call (reportCallIssue, with its reason in reportArgumentType) and, in strict
+# mode, the decorator it then ignores (docs/typing.rst says why).
+@typed  # type: ignore[arg-type]  # sync function, sync fallback: wrong parameters  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
+def sync_params(n: int) -> float:
+    return 1.0
+
+
+@typed  # type: ignore[arg-type]  # sync function, sync fallback: wrong result  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
+def sync_result(symbol: str) -> str:
+    return ""
+
+
+@atyped  # type: ignore[arg-type]  # async function, async fallback: wrong parameters  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
+async def async_params(n: int) -> float:
+    return 1.0
+
+
+@atyped  # type: ignore[arg-type]  # async function, async fallback: wrong result  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
+async def async_result(symbol: str) -> str:
+    return ""
+
+
+@typed  # type: ignore[arg-type]  # async function, sync fallback: wrong parameters  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
+async def served_params(n: int) -> float:
+    return 1.0
+
+
+@typed  # type: ignore[arg-type]  # async function, sync fallback: wrong result  # pyright: ignore[reportCallIssue, reportArgumentType, reportUntypedFunctionDecorator]
+async def served_result(symbol: str) -> str:
+    return ""
+
+
 # --- 4. methods ----------------------------------------------------------------------
 
 
