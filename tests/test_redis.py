@@ -11,7 +11,6 @@ The server's clock cannot be faked: where a test needs server time to pass
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import socket
@@ -19,6 +18,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 import redis
 
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
     from aiobreakers import Event
     from redis_server import RedisServer
+
+# The async tests run on asyncio and trio (anyio's plugin).
+pytestmark = pytest.mark.anyio
 
 # Generous: a loaded CI machine; on loopback each takes milliseconds.
 WAIT = 5.0
@@ -395,18 +399,19 @@ async def test_an_async_probe_never_blocks_the_event_loop(
         nonlocal ticks
         while True:
             ticks += 1
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async def probe() -> str:
         return "probed"
 
-    task = asyncio.create_task(ticker())
     started = time.monotonic()
     try:
-        assert await breaker.call_async(probe) == "probed"
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ticker)
+            assert await breaker.call_async(probe) == "probed"
+            tasks.cancel_scope.cancel()
     finally:
         elapsed = time.monotonic() - started
-        task.cancel()
         redis_server.thaw()
     assert elapsed < 0.2 + 1.0
     assert ticks > 100  # the loop ran other tasks while the claim waited
@@ -871,23 +876,28 @@ async def test_closing_the_store_never_cancels_a_waiting_caller(
     redis_server: RedisServer, stores: Callable[..., RedisStore]
 ) -> None:
     store = stores(claim_timeout=5.0)
-    breaker = CircuitBreaker(
-        "closing", BreakerConfig(half_open_max_calls=10), store=store
-    )
+    config = BreakerConfig(half_open_max_calls=10)
+    breaker = CircuitBreaker("closing", config, store=store)
     breaker._force(CircuitState.HALF_OPEN)
     assert store.flush()
+    results: list[str] = []
 
     async def probe() -> str:
         return "probed"
 
+    async def call() -> None:
+        results.append(await breaker.call_async(probe))
+
     redis_server.freeze()
     try:
-        # More claims than the store has threads for: some wait in its queue.
-        calls = [asyncio.ensure_future(breaker.call_async(probe)) for _ in range(6)]
-        for _ in range(3):
-            await asyncio.sleep(0)  # let each reach its claim
-        store.close(timeout=0.0)
-        results = await asyncio.gather(*calls)
+        async with anyio.create_task_group() as tasks:
+            # More claims than the store has threads for: some wait in its
+            # queue, which close() empties.
+            for _ in range(6):
+                tasks.start_soon(call)
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()  # let each reach its claim
+            store.close(timeout=0.0)
     finally:
         redis_server.thaw()
     assert results == ["probed"] * 6
