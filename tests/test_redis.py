@@ -676,6 +676,54 @@ def test_a_cut_off_process_keeps_its_windows_verdict_to_itself(
     assert other.changes("partition") == []
 
 
+def test_a_late_write_cannot_undo_a_newer_state(
+    stores: Callable[..., RedisStore], proxy: Proxy
+) -> None:
+    waiter = Waiter()
+    late = CircuitBreaker(
+        "fenced", CONFIG, store=stores(url=proxy.url, sink=waiter), sink=waiter
+    )
+    rest_store = stores()
+    rest = CircuitBreaker("fenced", CONFIG, store=rest_store)
+
+    proxy.cut()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreDegraded) for event in events)
+    )
+    trip_by_failures(late, 2)  # decided alone, on the epoch it last saw
+    assert late.state is CircuitState.OPEN
+    # Meanwhile the fleet moves on: it trips and recovers.
+    rest.trip()
+    rest.reset()
+    assert rest_store.flush()
+
+    proxy.mend()
+    # The late trip is refused; the late process takes the newer state.
+    assert waiter.wait_for(
+        lambda _: waiter.changes("fenced")[-1:] == [("open", "closed", "fleet")]
+    )
+    assert rest_store.flush()
+    assert rest.state is CircuitState.CLOSED
+    assert rest.call_sync(lambda: "still closed") == "still closed"
+
+
+def test_evicted_keys_are_written_back(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+) -> None:
+    waiter = Waiter()
+    here = CircuitBreaker("evicted", CONFIG, store=stores(resync_interval=0.02))
+    there = CircuitBreaker("evicted", CONFIG, store=stores(), sink=waiter)
+    here.trip()
+    assert waiter.reached("evicted", "open")
+
+    # What eviction (or the key's own expiry) does: the keys just go.
+    client.delete(*client.keys("aiobreakers:{test:evicted}:*"))
+    assert watch.until(lambda: state_of(client, "evicted").get("s") == "open")
+    with pytest.raises(CircuitOpenError):
+        there.call_sync(lambda: None)
+    assert 0.0 < here.get_metrics()["time_until_recovery"] <= 30.0
+
+
 # -- settings ------------------------------------------------------------------------
 
 
