@@ -183,6 +183,26 @@ def state_of(client: redis.Redis, name: str, namespace: str = "test") -> dict[st
     return {str(key): str(value) for key, value in raw.items()}
 
 
+def half_open_pair(
+    stores: Callable[..., RedisStore],
+    name: str,
+    config: BreakerConfig,
+    waiter: Waiter,
+    **options: Any,
+) -> tuple[CircuitBreaker[..., Any], CircuitBreaker[..., Any]]:
+    """
+    Two processes' breakers of one circuit, made half-open by the first.
+
+    Returns once the second (whose sink is *waiter*) has heard of it.
+    """
+    here = CircuitBreaker(name, config, store=stores(**options))
+    there = CircuitBreaker(name, config, store=stores(**options), sink=waiter)
+    # What BreakerRegistry.force does, for one of two breakers of one name.
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached(name, "half_open")
+    return here, there
+
+
 CONFIG = BreakerConfig(failure_threshold=2, recovery_timeout=30.0, success_threshold=1)
 
 
@@ -275,11 +295,7 @@ def test_probes_are_limited_across_the_fleet(stores: Callable[..., RedisStore]) 
         failure_threshold=1, half_open_max_calls=1, success_threshold=1
     )
     waiter = Waiter()
-    here = CircuitBreaker("probe", config, store=stores())
-    there = CircuitBreaker("probe", config, store=stores(), sink=waiter)
-    # What BreakerRegistry.force does, for one of two breakers of one name.
-    here._force(CircuitState.HALF_OPEN)
-    assert waiter.reached("probe", "half_open")
+    here, there = half_open_pair(stores, "probe", config, waiter)
 
     started, finish = threading.Event(), threading.Event()
 
@@ -341,10 +357,7 @@ def test_a_failed_probe_reopens_everywhere(stores: Callable[..., RedisStore]) ->
         max_recovery_timeout=100.0,
     )
     waiter = Waiter()
-    here = CircuitBreaker("reopen", config, store=stores())
-    there = CircuitBreaker("reopen", config, store=stores(), sink=waiter)
-    here._force(CircuitState.HALF_OPEN)
-    assert waiter.reached("reopen", "half_open")
+    here, there = half_open_pair(stores, "reopen", config, waiter)
 
     with pytest.raises(ConnectionError):
         here.call_sync(fail)
@@ -531,22 +544,27 @@ def test_a_frozen_server_costs_a_probe_at_most_the_claim_timeout(
     assert elapsed < 0.05 + 1.0
 
 
-def test_flushall_is_survived(
-    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
+@pytest.mark.parametrize("loss", ["flushall", "eviction"])
+def test_lost_keys_of_an_open_circuit_are_written_back(
+    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher, loss: str
 ) -> None:
     waiter = Waiter()
-    here = CircuitBreaker("flush", CONFIG, store=stores(resync_interval=0.02))
-    there = CircuitBreaker("flush", CONFIG, store=stores(), sink=waiter)
+    here = CircuitBreaker("lost", CONFIG, store=stores(resync_interval=0.02))
+    there = CircuitBreaker("lost", CONFIG, store=stores(), sink=waiter)
     here.trip()
-    assert waiter.reached("flush", "open")
+    assert waiter.reached("lost", "open")
 
-    client.flushall()
+    if loss == "flushall":
+        client.flushall()
+    else:  # what eviction, or a key's own expiry, does: the keys just go
+        client.delete(*client.keys("aiobreakers:{test:lost}:*"))
     # A process that knows the circuit is open writes it back.
-    assert watch.until(lambda: state_of(client, "flush").get("s") == "open")
+    assert watch.until(lambda: state_of(client, "lost").get("s") == "open")
     with pytest.raises(CircuitOpenError):
         there.call_sync(lambda: None)
+    assert 29.0 < here.get_metrics()["time_until_recovery"] <= 30.0
     here.reset()
-    assert waiter.reached("flush", "closed")
+    assert waiter.reached("lost", "closed")
 
 
 def test_the_background_work_restarts_in_a_forked_child(
@@ -638,6 +656,14 @@ class Proxy:
         self._listener.close()
 
 
+def cut(proxy: Proxy, waiter: Waiter) -> None:
+    """Cut off the processes behind *proxy*; return once *waiter* hears of it."""
+    proxy.cut()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreDegraded) for event in events)
+    )
+
+
 @pytest.fixture
 def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
     made = Proxy(redis_server.port)
@@ -659,10 +685,7 @@ def test_a_cut_off_process_keeps_its_windows_verdict_to_itself(
     other = Waiter()
     rest = CircuitBreaker("partition", config, store=stores(), sink=other)
 
-    proxy.cut()
-    assert waiter.wait_for(
-        lambda events: any(isinstance(event, StoreDegraded) for event in events)
-    )
+    cut(proxy, waiter)
     trip_by_failures(cut_off, 5)  # its own window decides, alone
     assert cut_off.state is CircuitState.OPEN
 
@@ -686,10 +709,7 @@ def test_a_late_write_cannot_undo_a_newer_state(
     rest_store = stores()
     rest = CircuitBreaker("fenced", CONFIG, store=rest_store)
 
-    proxy.cut()
-    assert waiter.wait_for(
-        lambda events: any(isinstance(event, StoreDegraded) for event in events)
-    )
+    cut(proxy, waiter)
     trip_by_failures(late, 2)  # decided alone, on the epoch it last saw
     assert late.state is CircuitState.OPEN
     # Meanwhile the fleet moves on: it trips and recovers.
@@ -705,23 +725,6 @@ def test_a_late_write_cannot_undo_a_newer_state(
     assert rest_store.flush()
     assert rest.state is CircuitState.CLOSED
     assert rest.call_sync(lambda: "still closed") == "still closed"
-
-
-def test_evicted_keys_are_written_back(
-    stores: Callable[..., RedisStore], client: redis.Redis, watch: Watcher
-) -> None:
-    waiter = Waiter()
-    here = CircuitBreaker("evicted", CONFIG, store=stores(resync_interval=0.02))
-    there = CircuitBreaker("evicted", CONFIG, store=stores(), sink=waiter)
-    here.trip()
-    assert waiter.reached("evicted", "open")
-
-    # What eviction (or the key's own expiry) does: the keys just go.
-    client.delete(*client.keys("aiobreakers:{test:evicted}:*"))
-    assert watch.until(lambda: state_of(client, "evicted").get("s") == "open")
-    with pytest.raises(CircuitOpenError):
-        there.call_sync(lambda: None)
-    assert 0.0 < here.get_metrics()["time_until_recovery"] <= 30.0
 
 
 # -- settings ------------------------------------------------------------------------
@@ -852,10 +855,7 @@ def test_a_probes_outcome_waits_out_a_paused_server(
         failure_threshold=1, half_open_max_calls=1, success_threshold=1
     )
     waiter = Waiter()
-    here = CircuitBreaker("paused", config, store=stores())
-    there = CircuitBreaker("paused", config, store=stores(), sink=waiter)
-    here._force(CircuitState.HALF_OPEN)
-    assert waiter.reached("paused", "half_open")
+    here, there = half_open_pair(stores, "paused", config, waiter)
 
     def probe() -> str:
         client.client_pause(600)  # every other client waits 0.6 s
@@ -871,12 +871,7 @@ def test_refused_claims_do_not_each_ask_redis(
     stores: Callable[..., RedisStore], client: redis.Redis
 ) -> None:
     config = BreakerConfig(failure_threshold=1, half_open_max_calls=1)
-    waiter = Waiter()
-    here = CircuitBreaker("busy", config, store=stores(), sink=waiter)
-    there = CircuitBreaker("busy", config, store=stores(), sink=waiter)
-    here._force(CircuitState.HALF_OPEN)
-    assert waiter.wait_for(lambda _: len(waiter.changes("busy")) == 2)
-    assert there.state is CircuitState.HALF_OPEN
+    here, there = half_open_pair(stores, "busy", config, Waiter())
     started, finish = threading.Event(), threading.Event()
     prober = threading.Thread(target=here.call_sync, args=(held(started, finish),))
     prober.start()

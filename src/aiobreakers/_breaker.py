@@ -599,13 +599,20 @@ class CircuitBreaker(Generic[P, R]):
                 spell, start = self._claimed(
                     ticket, spell, allowed, serve_fallback=False
                 )
-            assert spell is not None  # noqa: S101 - without a fallback it raises
-            self._open_blocks().enter(spell, start, ticket)
+            return self._enter_block(ticket, spell, start)
         except BaseException:
-            ticket.done = True
-            self._release(ticket)
+            self._drop(ticket)
             raise
+
+    def _enter_block(self, ticket: Ticket, spell: Spell | None, start: float) -> Self:
+        assert spell is not None  # noqa: S101 - without a fallback it raises
+        self._open_blocks().enter(spell, start, ticket)
         return self
+
+    def _drop(self, ticket: Ticket) -> None:
+        """Give back what *ticket* holds: its call ends without an outcome."""
+        ticket.done = True  # no signal can strike between these two
+        self._release(ticket)
 
     def __exit__(
         self,
@@ -648,13 +655,10 @@ class CircuitBreaker(Generic[P, R]):
                 spell, start = self._claimed(
                     ticket, spell, allowed, serve_fallback=False
                 )
-            assert spell is not None  # noqa: S101 - without a fallback it raises
-            self._open_blocks().enter(spell, start, ticket)
+            return self._enter_block(ticket, spell, start)
         except BaseException:
-            ticket.done = True
-            self._release(ticket)
+            self._drop(ticket)
             raise
-        return self
 
     async def __aexit__(
         self,

@@ -263,24 +263,29 @@ class _Link:
 
     # -- claims: a caller waits, at most claim_timeout -------------------------
 
-    def _ask(self) -> bool | None:
-        """Decide a claim without Redis, if it can be: ``None`` to ask."""
+    def _ask(self) -> tuple[concurrent.futures.Future[_Reply], str] | bool:
+        """
+        Send a claim to a claim thread: its reply to come, and the permit.
+
+        Or decide it without Redis, where that can be: ``True`` when the
+        breaker's own state decides, ``False`` while every permit is taken.
+        """
         if not self.store._usable():
-            return True  # the breaker's own state decides
+            return True
         if time.monotonic() < self.busy_until:
             return False
-        return None
+        permit = secrets.token_hex(8)
+        try:
+            return self.store._claims.submit(self._claim, permit), permit
+        except RuntimeError:  # closed meanwhile: the executor takes no more
+            return True
 
     def claim(self, ticket: Ticket) -> bool:
         store = self.store
-        known = self._ask()
-        if known is not None:
-            return known
-        permit = secrets.token_hex(8)
-        try:
-            future = store._claims.submit(self._claim, permit)
-        except RuntimeError:  # closed meanwhile: the executor takes no more
-            return True
+        asked = self._ask()
+        if isinstance(asked, bool):
+            return asked
+        future, permit = asked
         try:
             reply = future.result(store.claim_timeout)
         except concurrent.futures.TimeoutError:
@@ -297,15 +302,10 @@ class _Link:
         return self._verdict(ticket, permit, reply)
 
     async def claim_async(self, ticket: Ticket) -> bool:
-        store = self.store
-        known = self._ask()
-        if known is not None:
-            return known
-        permit = secrets.token_hex(8)
-        try:
-            future = store._claims.submit(self._claim, permit)
-        except RuntimeError:  # closed meanwhile: the executor takes no more
-            return True
+        asked = self._ask()
+        if isinstance(asked, bool):
+            return asked
+        future, permit = asked
         reply = await self._await(future, permit)
         return True if reply is None else self._verdict(ticket, permit, reply)
 
@@ -339,12 +339,7 @@ class _Link:
         store = self.store
         breaker = self.breaker
         most = 1 if breaker is None else breaker.config.half_open_max_calls
-        return _parse(
-            store._scripts["claim"](
-                keys=self.keys,
-                args=[*store._args(self), permit, most, store._permit_ms],
-            )
-        )
+        return store._run("claim", self, permit, most, store._permit_ms)
 
     def _abandon(
         self,
@@ -833,8 +828,14 @@ class RedisStore:
             self._ops.append((link, op))
             self._cond.notify()
 
-    def _args(self, link: _Link) -> list[str | int | float]:
+    def _args(self, link: _Link) -> list[str | float]:
         return [self._channel, link.name, _ms(self.state_ttl)]
+
+    def _run(self, script: str, link: _Link, *args: str | float) -> _Reply:
+        """Run one of the scripts on *link*'s circuit, and read its reply."""
+        return _parse(
+            self._scripts[script](keys=link.keys, args=[*self._args(link), *args])
+        )
 
     # -- the writer ------------------------------------------------------------
 
@@ -928,19 +929,15 @@ class RedisStore:
         proposal = taken[0]
         assert proposal.base is not None  # noqa: S101 - only those are taken
         try:
-            reply = _parse(
-                self._scripts["propose"](
-                    keys=link.keys,
-                    args=[
-                        *self._args(link),
-                        proposal.base,
-                        int(proposal.forced),
-                        proposal.target,
-                        proposal.length,
-                        proposal.probes,
-                        proposal.reason,
-                    ],
-                )
+            reply = self._run(
+                "propose",
+                link,
+                proposal.base,
+                int(proposal.forced),
+                proposal.target,
+                proposal.length,
+                proposal.probes,
+                proposal.reason,
             )
         except BaseException:
             self._put_back(breaker, link, proposal)
@@ -1001,20 +998,16 @@ class RedisStore:
         if breaker is not None:
             config = breaker.config
             cap = config.max_recovery_timeout
-            reply = _parse(
-                self._scripts["probe"](
-                    keys=link.keys,
-                    args=[
-                        *self._args(link),
-                        epoch,
-                        token,
-                        int(failed),
-                        config.success_threshold,
-                        _ms(config.recovery_timeout),
-                        config.recovery_multiplier,
-                        -1 if cap is None else _ms(cap),
-                    ],
-                )
+            reply = self._run(
+                "probe",
+                link,
+                epoch,
+                token,
+                int(failed),
+                config.success_threshold,
+                _ms(config.recovery_timeout),
+                config.recovery_multiplier,
+                -1 if cap is None else _ms(cap),
             )
             link.take(reply)
 
@@ -1041,25 +1034,21 @@ class RedisStore:
             return
         epoch, (calls, failures, slow) = batch[0]
         config = breaker.config
-        reply = _parse(
-            self._scripts["window"](
-                keys=link.keys,
-                args=[
-                    *self._args(link),
-                    epoch,
-                    self._process,
-                    calls,
-                    failures,
-                    slow,
-                    _ms(window.seconds / TIME_BUCKETS),
-                    TIME_BUCKETS,
-                    window.minimum_calls,
-                    -1.0 if window.failure_rate is None else window.failure_rate,
-                    -1.0 if window.slow_call_rate is None else window.slow_call_rate,
-                    self.quorum,
-                    _ms(config.recovery_timeout),
-                ],
-            )
+        reply = self._run(
+            "window",
+            link,
+            epoch,
+            self._process,
+            calls,
+            failures,
+            slow,
+            _ms(window.seconds / TIME_BUCKETS),
+            TIME_BUCKETS,
+            window.minimum_calls,
+            -1.0 if window.failure_rate is None else window.failure_rate,
+            -1.0 if window.slow_call_rate is None else window.slow_call_rate,
+            self.quorum,
+            _ms(config.recovery_timeout),
         )
         link.take(reply)
 
@@ -1110,12 +1099,7 @@ class RedisStore:
         if not lost:
             return
         epoch, left, length, probes = lost[0]
-        reply = _parse(
-            self._scripts["restore"](
-                keys=link.keys, args=[*self._args(link), epoch, left, length, probes]
-            )
-        )
-        link.take(reply)
+        link.take(self._run("restore", link, epoch, left, length, probes))
 
     # -- the announcer ---------------------------------------------------------
 
