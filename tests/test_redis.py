@@ -944,3 +944,39 @@ async def test_closing_the_store_never_cancels_a_waiting_caller(
     finally:
         redis_server.thaw()
     assert results == ["probed"] * 6
+
+
+def test_a_trio_claim_needs_none_of_trios_worker_threads(
+    stores: Callable[..., RedisStore],
+) -> None:
+    import trio  # noqa: PLC0415 - a trio-only test
+    import trio.testing  # noqa: PLC0415
+
+    store = stores(claim_timeout=5.0)
+    breaker = CircuitBreaker("trio", BreakerConfig(), store=store)
+    breaker._force(CircuitState.HALF_OPEN)
+    assert store.flush()
+    release = threading.Event()
+
+    async def probe() -> str:
+        return "probed"
+
+    async def occupy() -> None:
+        await trio.to_thread.run_sync(release.wait)
+
+    async def main() -> float:
+        limiter = trio.to_thread.current_default_thread_limiter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(int(limiter.total_tokens)):  # every worker, busy
+                nursery.start_soon(occupy)
+            await trio.testing.wait_all_tasks_blocked()
+            started = time.monotonic()
+            try:
+                with trio.fail_after(WAIT):  # fail, not hang, if it queues
+                    assert await breaker.call_async(probe) == "probed"
+            finally:
+                release.set()
+            return time.monotonic() - started
+
+    # Well within claim_timeout: the claim did not queue for a worker.
+    assert trio.run(main) < 1.0

@@ -316,9 +316,7 @@ class _Link:
         store = self.store
         try:
             if in_trio():
-                import trio  # noqa: PLC0415 - only ever imported where it runs
-
-                return await trio.to_thread.run_sync(future.result, store.claim_timeout)
+                return await _trio_result(future, store.claim_timeout)
             return await asyncio.wait_for(
                 asyncio.wrap_future(future), store.claim_timeout
             )
@@ -422,6 +420,35 @@ class _Link:
         change = breaker._store_update(update, announce=here)
         if change is not None and not here:
             self.store._announce(breaker, change)
+
+
+async def _trio_result(
+    future: concurrent.futures.Future[_Reply], timeout: float
+) -> _Reply:
+    """
+    Await *future* in a trio task, at most *timeout* seconds.
+
+    Woken by the future itself, through the run's token: no worker thread
+    waits on it (trio's are limited, and may all be busy).
+
+    Raises:
+        TimeoutError: It is not done in time.
+    """
+    import trio  # noqa: PLC0415 - only ever imported where it runs
+
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def wake(_: concurrent.futures.Future[_Reply]) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(done.set)
+
+    future.add_done_callback(wake)
+    with trio.move_on_after(timeout):
+        await done.wait()
+    if not future.done():
+        raise TimeoutError
+    return future.result()
 
 
 class RedisStore:
