@@ -12,6 +12,7 @@ The server's clock cannot be faked: where a test needs server time to pass
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import socket
 import threading
@@ -817,7 +818,8 @@ def test_keys_of_one_breaker_share_a_cluster_hash_tag(
     assert watch.until(lambda: any(key.endswith(":permits") for key in keys_now()))
     finish.set()
     prober.join(WAIT)
-    assert len(seen) == 3
+    # The state, the permits, the window, and the configuration it rests on.
+    assert len(seen) == 4
     assert all(key.startswith("aiobreakers:{test:svc.users/get}:") for key in seen)
 
 
@@ -980,3 +982,23 @@ def test_a_trio_claim_needs_none_of_trios_worker_threads(
 
     # Well within claim_timeout: the claim did not queue for a worker.
     assert trio.run(main) < 1.0
+
+
+def test_a_circuit_shared_with_another_configuration_is_named(
+    stores: Callable[..., RedisStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second, third = stores(), stores(), stores()
+    fleet = [CircuitBreaker("mixed", CONFIG, store=first)]
+    assert first.flush()
+    with caplog.at_level(logging.WARNING, logger="aiobreakers"):
+        fleet.append(CircuitBreaker("mixed", CONFIG, store=second))  # no word
+        assert second.flush()
+        assert caplog.messages == []
+        other = BreakerConfig(failure_threshold=9, success_threshold=3)
+        fleet.append(CircuitBreaker("mixed", other, store=third))
+        assert third.flush()
+    [warning] = caplog.messages
+    assert "breaker 'mixed' of Redis store 'test' shares its circuit" in warning
+    assert "threshold=2" in warning
+    assert "threshold=9" in warning
+    assert "success_threshold=3" in warning

@@ -167,6 +167,8 @@ class _Link:
         "__weakref__",
         "_breaker",
         "busy_until",
+        "config",
+        "config_checked",
         "counts",
         "counts_epoch",
         "diverged",
@@ -184,9 +186,26 @@ class _Link:
         self.store = store
         self.name = breaker.name
         tag = f"aiobreakers:{{{store.namespace}:{self.name}}}"
-        self.keys = (f"{tag}:state", f"{tag}:permits", f"{tag}:window")
+        # The scripts take the first three; the last is _check_configs'.
+        self.keys = (
+            f"{tag}:state",
+            f"{tag}:permits",
+            f"{tag}:window",
+            f"{tag}:config",
+        )
         self._breaker = weakref.ref(breaker)
-        policy = breaker.config.trip_policy
+        config = breaker.config
+        policy = config.trip_policy
+        # What the fleet's judgements rest on, told to the other processes
+        # (see RedisStore._check_configs).
+        self.config = (
+            f"{policy!r}, recovery_timeout={config.recovery_timeout!r},"
+            f" recovery_multiplier={config.recovery_multiplier!r},"
+            f" max_recovery_timeout={config.max_recovery_timeout!r},"
+            f" success_threshold={config.success_threshold!r},"
+            f" half_open_max_calls={config.half_open_max_calls!r}"
+        )
+        self.config_checked = False
         self.window = (
             policy if isinstance(policy, RateWindow) and policy.seconds else None
         )
@@ -861,7 +880,7 @@ class RedisStore:
     def _run(self, script: str, link: _Link, *args: str | float) -> _Reply:
         """Run one of the scripts on *link*'s circuit, and read its reply."""
         return _parse(
-            self._scripts[script](keys=link.keys, args=[*self._args(link), *args])
+            self._scripts[script](keys=link.keys[:3], args=[*self._args(link), *args])
         )
 
     # -- the writer ------------------------------------------------------------
@@ -1087,7 +1106,9 @@ class RedisStore:
             return
         pipe = self._client.pipeline(transaction=False)
         for link in links:
-            self._scripts["read"](keys=link.keys, args=self._args(link), client=pipe)
+            self._scripts["read"](
+                keys=link.keys[:3], args=self._args(link), client=pipe
+            )
         replies = [_parse(raw) for raw in pipe.execute()]
         for link, reply in zip(links, replies, strict=True):
             breaker = link.breaker
@@ -1097,6 +1118,37 @@ class RedisStore:
                 link.take(reply)
                 continue
             self._restore(breaker, link)
+        unchecked = [link for link in links if not link.config_checked]
+        if unchecked:
+            self._check_configs(unchecked)
+
+    def _check_configs(self, links: list[_Link]) -> None:
+        """
+        Warn, once per breaker, of a circuit shared with another configuration.
+
+        The first process to share a circuit leaves what its judgements rest
+        on in Redis (kept ``state_ttl``); each other process compares its own.
+        Mixed thresholds would mix the fleet's judgements without a word.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        for link in links:
+            pipe.set(link.keys[3], link.config, nx=True, px=_ms(self.state_ttl))
+            pipe.get(link.keys[3])
+        theirs = pipe.execute()[1::2]
+        for link, raw in zip(links, theirs, strict=True):
+            link.config_checked = True
+            found = raw.decode() if isinstance(raw, bytes) else raw
+            if found is not None and found != link.config:
+                logger.warning(
+                    "breaker %r of Redis store %r shares its circuit with a"
+                    " process configured otherwise (%s; here: %s): the fleet's"
+                    " judgements mix both; give every process the same"
+                    " BreakerConfig",
+                    link.name,
+                    self.namespace,
+                    found,
+                    link.config,
+                )
 
     def _restore(self, breaker: CircuitBreaker[..., Any], link: _Link) -> None:
         """
