@@ -737,6 +737,9 @@ def test_a_late_write_cannot_undo_a_newer_state(
         ({"namespace": "has space"}, "namespace 'has space' cannot be shared"),
         ({"namespace": "{tag}"}, "namespace '{tag}' cannot be shared"),
         ({"namespace": ""}, "namespace '' cannot be shared"),
+        # A colon ends the namespace in every key: "shop" and "eu:pay" must
+        # not be "shop:eu" and "pay".
+        ({"namespace": "shop:eu"}, "namespace 'shop:eu' cannot be shared"),
         ({"quorum": 0}, "quorum must be >= 1"),
         ({"claim_timeout": 0.0}, "claim_timeout must be between"),
         ({"claim_timeout": math.inf}, "claim_timeout must be between"),
@@ -1002,3 +1005,62 @@ def test_a_circuit_shared_with_another_configuration_is_named(
     assert "threshold=2" in warning
     assert "threshold=9" in warning
     assert "success_threshold=3" in warning
+
+
+def test_counts_from_an_outage_are_not_the_fleets(
+    redis_server: RedisServer, stores: Callable[..., RedisStore]
+) -> None:
+    config = BreakerConfig(
+        trip=RateWindow(seconds=60, minimum_calls=5, failure_rate=0.5)
+    )
+    waiter = Waiter()
+    here_store = stores(sink=waiter, flush_interval=0.01)
+    here = CircuitBreaker("outage-counts", config, store=here_store)
+    there_store = stores(flush_interval=0.01)
+    there = CircuitBreaker("outage-counts", config, store=there_store)
+
+    redis_server.kill()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreDegraded) for event in events)
+    )
+    trip_by_failures(here, 3)  # judged here alone, below minimum_calls
+    redis_server.start()
+    assert waiter.wait_for(
+        lambda events: any(isinstance(event, StoreRecovered) for event in events)
+    )
+    assert here_store.flush()
+    assert there_store.flush()
+
+    trip_by_failures(there, 2)
+    assert there_store.flush()
+    assert here_store.flush()
+    # With the outage's 3, the fleet would hold 5 failures: open.
+    assert there.state is CircuitState.CLOSED
+    assert here.state is CircuitState.CLOSED
+
+
+def test_hooks_hear_of_a_breakers_changes_in_the_order_made(
+    stores: Callable[..., RedisStore],
+) -> None:
+    tripper = stores()
+    slow_a = CircuitBreaker("a", CONFIG, store=tripper)
+    slow_b = CircuitBreaker("b", CONFIG, store=tripper)
+    listening = stores()
+    a = CircuitBreaker("a", CONFIG, store=listening)
+    heard = Waiter()
+    b = CircuitBreaker("b", CONFIG, store=listening, sink=heard)
+    release = threading.Event()
+    a.on_open(lambda _: release.wait(WAIT))  # holds up the store's announcer
+
+    slow_a.trip()
+    slow_b.trip()
+    assert tripper.flush()
+    assert listening.flush()  # b has taken the fleet's open; no one told yet
+    assert b.state is CircuitState.OPEN
+    b.reset()  # a change of this process's own, after the fleet's
+    release.set()
+    assert heard.wait_for(lambda _: len(heard.changes("b")) == 2)
+    assert heard.changes("b") == [
+        ("closed", "open", "fleet"),
+        ("open", "closed", "reset"),
+    ]

@@ -1064,9 +1064,21 @@ class CircuitBreaker(Generic[P, R]):
         self._trips += sum(change.new is OPEN for change in changes)
 
     def _announce(self, change: Transition | None) -> None:
-        """Outside the lock: tell sinks and hooks about a change of state."""
+        """
+        Outside the lock: tell sinks and hooks about a change of state.
+
+        With a store, after the fleet's changes it has not yet told of (see
+        :meth:`Link.announce <aiobreakers._store.Link.announce>`).
+        """
         if change is None:
             return
+        if self._link is not None:
+            self._link.announce(self, change)
+        else:
+            self._tell(change)
+
+    def _tell(self, change: Transition) -> None:
+        """Emit *change* and run its hooks, now, on this thread."""
         if self._sink is not None or _ports.current.sink is not None:
             rates = change.rates
             emit(

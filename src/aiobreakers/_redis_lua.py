@@ -60,13 +60,13 @@ local function reply(code, st, now)
 end
 
 local function save(st, now, reason)
-  redis.call('HSET', KEYS[1], 'e', string.format('%d', st.e), 's', st.s,
-             'u', string.format('%d', st.u), 'l', string.format('%d', st.l),
-             'f', string.format('%d', st.f), 'k', string.format('%d', st.k))
+  redis.call('HSET', KEYS[1], 'e', string.format('%.0f', st.e), 's', st.s,
+             'u', string.format('%.0f', st.u), 'l', string.format('%.0f', st.l),
+             'f', string.format('%.0f', st.f), 'k', string.format('%.0f', st.k))
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('DEL', KEYS[2], KEYS[3])
   local r = reply(1, st, now)
-  redis.call('PUBLISH', ARGV[1], string.format('%s %d %s %d %d %d %s',
+  redis.call('PUBLISH', ARGV[1], string.format('%s %.0f %s %.0f %.0f %.0f %s',
              ARGV[2], r[2], r[3], r[4], r[5], r[6], reason))
   return r
 end
@@ -147,11 +147,14 @@ PROBE: Final = (
 -- A permitted probe ended: ARGV[4] the epoch of its permit, ARGV[5] the
 -- permit, ARGV[6] '1' if it failed, ARGV[7] the success threshold, ARGV[8]
 -- the recovery timeout (ms), ARGV[9] its multiplier, ARGV[10] its cap (ms,
--- negative for none). Code 1: counted; 0: too late to count.
+-- negative for none). Code 1: counted; 0: too late to count, or counted.
 local now = clock()
-redis.call('ZREM', KEYS[2], ARGV[5])
+-- Counted only once, and only while the permit is held: an outcome sent
+-- again (its reply was lost) or after the permit expired counts for nothing.
+local held = redis.call('ZREM', KEYS[2], ARGV[5])
 local st = load()
-if st == nil or st.e ~= tonumber(ARGV[4]) or shown(st, now) ~= 'half_open' then
+if held == 0 or st == nil or st.e ~= tonumber(ARGV[4])
+    or shown(st, now) ~= 'half_open' then
   return reply(0, st, now)
 end
 if ARGV[6] == '1' then
@@ -164,7 +167,7 @@ if ARGV[6] == '1' then
 end
 st.k = st.k + 1
 if st.k < tonumber(ARGV[7]) then
-  redis.call('HSET', KEYS[1], 'k', string.format('%d', st.k))
+  redis.call('HSET', KEYS[1], 'k', string.format('%.0f', st.k))
   return reply(1, st, now)
 end
 close(st, now)
@@ -223,7 +226,7 @@ local w = KEYS[3]
 local width = tonumber(ARGV[9])
 local n = tonumber(ARGV[10])
 local b = math.floor(now / width)
-local at = string.format('%d', b)
+local at = string.format('%.0f', b)
 redis.call('HINCRBY', w, 'c' .. at, ARGV[6])
 redis.call('HINCRBY', w, 'f' .. at, ARGV[7])
 redis.call('HINCRBY', w, 's' .. at, ARGV[8])
@@ -234,14 +237,14 @@ if tonumber(ARGV[7]) > 0 or tonumber(ARGV[8]) > 0 then
   end
 end
 for old = b - 2 * n, b - n do
-  local o = string.format('%d', old)
+  local o = string.format('%.0f', old)
   redis.call('HDEL', w, 'c' .. o, 'f' .. o, 's' .. o, 'p' .. o)
 end
-redis.call('PEXPIRE', w, string.format('%d', width * n * 2))
+redis.call('PEXPIRE', w, string.format('%.0f', width * n * 2))
 local calls, failures, slow, voters = 0, 0, 0, 0
 local voted = {}
 for i = b - n + 1, b do
-  local o = string.format('%d', i)
+  local o = string.format('%.0f', i)
   local v = redis.call('HMGET', w, 'c' .. o, 'f' .. o, 's' .. o, 'p' .. o)
   calls = calls + (tonumber(v[1]) or 0)
   failures = failures + (tonumber(v[2]) or 0)

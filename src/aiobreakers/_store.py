@@ -64,6 +64,15 @@ class Link(Protocol):
     def release(self, permit: object) -> None:
         """Give back the permit of a call that ended without a counted outcome."""
 
+    def announce(self, breaker: CircuitBreaker[..., Any], change: Transition) -> None:
+        """
+        Have ``breaker._tell(change)`` run, after the fleet's changes before it.
+
+        The store tells of the fleet's changes on a thread of its own; a
+        change made here, while some are still untold, waits its turn behind
+        them, so hooks and sinks hear of every change in the order made.
+        """
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import concurrent.futures
 import contextlib
 import math
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ._breaker import CircuitBreaker
+    from ._config import BreakerConfig
     from ._machine import Machine, Ticket, Transition
     from ._store import Link
 
@@ -73,8 +75,10 @@ __all__ = ["RedisStore"]
 codecs.lookup("idna")
 
 # Namespaces and breaker names become parts of keys, channels and messages:
-# no braces (Redis Cluster hash tags), no spaces (the messages' separator).
+# no braces (Redis Cluster hash tags), no spaces (the messages' separator),
+# and no colon in a namespace, which a colon ends in every key and channel.
 _NAME: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
+_NAMESPACE: Final = re.compile(r"[A-Za-z0-9_./-]{1,200}")
 
 # Seconds a background thread waits before trying a server that failed.
 _BACKOFF: Final = 0.1
@@ -94,13 +98,14 @@ _Permit = tuple[str, int]
 _Op = tuple[str, _Permit, bool]
 
 
-def _check_key_part(what: str, value: object) -> str:
+def _check_key_part(what: str, value: object, *, namespace: bool = False) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {value!r}")
-    if not _NAME.fullmatch(value):
+    if not (_NAMESPACE if namespace else _NAME).fullmatch(value):
+        allowed = "_ . / -" if namespace else "_ . : / -"
         raise ValueError(
             f"{what} {value!r} cannot be shared through Redis: use 1 to 200 of"
-            " the letters A-Z and a-z, digits, and _ . : / -"
+            f" the letters A-Z and a-z, digits, and {allowed}"
         )
     return value
 
@@ -120,6 +125,36 @@ def _check_seconds(field: str, value: object, *, least: float, most: float) -> f
 
 def _ms(seconds: float) -> int:
     return max(0, math.ceil(seconds * 1000.0))
+
+
+def _seconds(value: float | None) -> str:
+    return "None" if value is None else repr(float(value))
+
+
+def _describe(config: BreakerConfig) -> str:
+    """
+    Describe what a fleet's judgements rest on, the same for equal values.
+
+    Numbers are written as floats, so that 30 and 30.0 read alike.
+    """
+    policy = config.trip_policy
+    if isinstance(policy, RateWindow):
+        rule = (
+            f"RateWindow(calls={policy.calls}, seconds={_seconds(policy.seconds)},"
+            f" minimum_calls={policy.minimum_calls},"
+            f" failure_rate={_seconds(policy.failure_rate)},"
+            f" slow_call_rate={_seconds(policy.slow_call_rate)},"
+            f" slow_call_duration={_seconds(policy.slow_call_duration)})"
+        )
+    else:
+        rule = f"ConsecutiveFailures(threshold={policy.threshold})"
+    return (
+        f"{rule}, recovery_timeout={_seconds(config.recovery_timeout)},"
+        f" recovery_multiplier={_seconds(config.recovery_multiplier)},"
+        f" max_recovery_timeout={_seconds(config.max_recovery_timeout)},"
+        f" success_threshold={config.success_threshold},"
+        f" half_open_max_calls={config.half_open_max_calls}"
+    )
 
 
 def _parse(raw: Any) -> _Reply:
@@ -176,9 +211,11 @@ class _Link:
         "inflight",
         "keys",
         "name",
+        "news",
         "pending",
         "store",
         "tallies",
+        "telling",
         "window",
     )
 
@@ -194,17 +231,10 @@ class _Link:
             f"{tag}:config",
         )
         self._breaker = weakref.ref(breaker)
-        config = breaker.config
-        policy = config.trip_policy
+        policy = breaker.config.trip_policy
         # What the fleet's judgements rest on, told to the other processes
         # (see RedisStore._check_configs).
-        self.config = (
-            f"{policy!r}, recovery_timeout={config.recovery_timeout!r},"
-            f" recovery_multiplier={config.recovery_multiplier!r},"
-            f" max_recovery_timeout={config.max_recovery_timeout!r},"
-            f" success_threshold={config.success_threshold!r},"
-            f" half_open_max_calls={config.half_open_max_calls!r}"
-        )
+        self.config = _describe(breaker.config)
         self.config_checked = False
         self.window = (
             policy if isinstance(policy, RateWindow) and policy.seconds else None
@@ -222,6 +252,10 @@ class _Link:
         self.inflight: _Proposal | None = None
         self.counts = [0, 0, 0]  # calls, failures, slow calls
         self.counts_epoch = 0
+        # Changes not yet told of, in the order made; one thread tells at a
+        # time (see announce).
+        self.news: collections.deque[Transition] = collections.deque()
+        self.telling = threading.Lock()
 
     @property
     def breaker(self) -> CircuitBreaker[..., Any] | None:
@@ -274,6 +308,25 @@ class _Link:
         if window is not None and window.slow_call_duration is not None:
             counts[2] += duration is not None and duration > window.slow_call_duration
 
+    def announce(self, breaker: CircuitBreaker[..., Any], change: Transition) -> None:
+        self.news.append(change)
+        self.tell(breaker)
+
+    def tell(self, breaker: CircuitBreaker[..., Any]) -> None:
+        """
+        Tell of the changes in :attr:`news`, in order, unless another thread is.
+
+        The thread telling takes what is added meanwhile too, so no change
+        waits on a thread that has left.
+        """
+        news = self.news
+        while news and self.telling.acquire(blocking=False):
+            try:
+                while news:
+                    breaker._tell(news.popleft())
+            finally:
+                self.telling.release()
+
     def probe_done(self, permit: object, *, failed: bool) -> None:
         self.store._enqueue(self, ("probe", cast("_Permit", permit), failed))
 
@@ -313,6 +366,7 @@ class _Link:
         except concurrent.futures.CancelledError:  # closed meanwhile
             return True
         except Exception as error:  # noqa: BLE001 - a store must not break a call
+            self._abandon(future, permit, None)  # it may have been granted
             store._degraded(error)
             return True
         except BaseException:  # interrupted while waiting
@@ -344,6 +398,7 @@ class _Link:
         except concurrent.futures.CancelledError:  # closed meanwhile (trio)
             pass
         except Exception as error:  # noqa: BLE001 - a store must not break a call
+            self._abandon(future, permit, None)  # it may have been granted
             store._degraded(error)
         except BaseException:
             # close() cancels waiting claims: not this task's cancellation.
@@ -379,9 +434,11 @@ class _Link:
             )
 
         def give_back(done: concurrent.futures.Future[_Reply]) -> None:
-            if done.cancelled() or done.exception() is not None:
+            if done.cancelled():
                 return
-            if done.result()[0] == 1:
+            # A claim that failed may have been granted all the same (its
+            # reply lost): giving back a permit nobody holds is harmless.
+            if done.exception() is not None or done.result()[0] == 1:
                 self.store._enqueue(self, ("release", (permit, 0), False))
 
         future.add_done_callback(give_back)
@@ -391,11 +448,11 @@ class _Link:
         code, epoch, state = reply[0], reply[1], reply[2]
         if code == 1:
             ticket.permit = (permit, epoch)
-        elif code == 0 and state == HALF_OPEN.value:
+        self.take(reply, refused=code == 0, here=True)
+        if code == 0 and state == HALF_OPEN.value:
             # Every permit is taken: refuse here, without asking, until the
             # first expires, or for a moment (one may come back sooner).
             self.busy_until = time.monotonic() + min(reply[3] / 1000.0, _BUSY)
-        self.take(reply, refused=code == 0, here=True)
         return code != 0
 
     # -- the fleet's decisions, brought over -----------------------------------
@@ -428,17 +485,20 @@ class _Link:
             self.epoch = epoch
             if fleet is CLOSED and machine.spell.state is CLOSED:
                 return None  # the same state: keep this spell and its counts
-            return machine.adopt(
+            change = machine.adopt(
                 fleet,
                 now,
                 left=left / 1000.0,
                 length=length / 1000.0,
                 failed_probes=failed,
             )
+            if change is not None and not here:
+                self.news.append(change)  # in order, under the breaker's lock
+            return change
 
         change = breaker._store_update(update, announce=here)
         if change is not None and not here:
-            self.store._announce(breaker, change)
+            self.store._announce(self)
 
 
 async def _trio_result(
@@ -491,7 +551,8 @@ class RedisStore:
             timeouts bound how fast an outage is noticed: see
             :meth:`from_url` for a client with settings fit for a breaker.
         namespace: Separates this fleet's circuits from any other's on the
-            same server: letters, digits and ``_ . : / -``.
+            same server: letters, digits and ``_ . / -`` (a breaker's name
+            may also hold ``:``).
         quorum: With a time-based :class:`~aiobreakers.RateWindow`, how many
             processes must have reported failures (or slow calls) in the
             window before the fleet's combined rate may open the circuit, so
@@ -535,7 +596,7 @@ class RedisStore:
                 " (the store talks to Redis from its own threads, so asyncio"
                 " programs need no async client)"
             )
-        self.namespace: Final = _check_key_part("namespace", namespace)
+        self.namespace: Final = _check_key_part("namespace", namespace, namespace=True)
         if isinstance(quorum, bool) or not isinstance(quorum, int):
             raise TypeError(f"RedisStore.quorum must be an int, got {quorum!r}")
         if quorum < 1:
@@ -611,9 +672,7 @@ class RedisStore:
         self._threads: list[threading.Thread] = []
         # Changes brought from the fleet, for the announcer thread to tell
         # hooks and sinks about; None stops it.
-        self._announcements: queue.SimpleQueue[
-            tuple[CircuitBreaker[..., Any], Transition] | None
-        ] = queue.SimpleQueue()
+        self._announcements: queue.SimpleQueue[_Link | None] = queue.SimpleQueue()
 
     @classmethod
     def from_url(
@@ -801,7 +860,7 @@ class RedisStore:
                 link.pending = link.inflight = None
                 link.counts = [0, 0, 0]
                 breaker = link.breaker
-                if breaker is not None and link.tallies:
+                if breaker is not None and link.tallies and not self._closed:
                     # Healthy again as far as the child knows (one thread
                     # here: no lock needed).
                     breaker._machine.deferred = True
@@ -857,6 +916,10 @@ class RedisStore:
 
         def update(machine: Machine, now: float) -> Transition | None:
             machine.deferred = deferred
+            # Counts of the other mode's time are not the fleet's to judge:
+            # while down, the process judged them alone; once back, they
+            # are too old for the fleet's buckets.
+            link.counts = [0, 0, 0]
             return None
 
         breaker._store_update(update)
@@ -1126,15 +1189,17 @@ class RedisStore:
         """
         Warn, once per breaker, of a circuit shared with another configuration.
 
-        The first process to share a circuit leaves what its judgements rest
-        on in Redis (kept ``state_ttl``); each other process compares its own.
-        Mixed thresholds would mix the fleet's judgements without a word.
+        Each process joining a circuit compares what its judgements rest on
+        with what the last one to join left in Redis, and leaves its own
+        (kept ``state_ttl``): mixed thresholds would mix the fleet's
+        judgements without a word. After a change of configuration rolled
+        out, the processes that joined since agree again.
         """
         pipe = self._client.pipeline(transaction=False)
         for link in links:
-            pipe.set(link.keys[3], link.config, nx=True, px=_ms(self.state_ttl))
             pipe.get(link.keys[3])
-        theirs = pipe.execute()[1::2]
+            pipe.set(link.keys[3], link.config, px=_ms(self.state_ttl))
+        theirs = pipe.execute()[0::2]
         for link, raw in zip(links, theirs, strict=True):
             link.config_checked = True
             found = raw.decode() if isinstance(raw, bytes) else raw
@@ -1166,7 +1231,10 @@ class RedisStore:
                 link.epoch = 0  # any circuit made anew is newer
                 if link.diverged:  # its own verdict: the fleet's is closed
                     link.diverged = False
-                    return machine.adopt(CLOSED, now)
+                    change = machine.adopt(CLOSED, now)
+                    if change is not None:
+                        link.news.append(change)
+                    return change
                 return None
             left = machine.retry_after(now) if spell.state is OPEN else 0.0
             lost.append(
@@ -1174,7 +1242,8 @@ class RedisStore:
             )
             return None
 
-        breaker._store_update(check)
+        if breaker._store_update(check, announce=False) is not None:
+            self._announce(link)
         if not lost:
             return
         epoch, left, length, probes = lost[0]
@@ -1182,14 +1251,24 @@ class RedisStore:
 
     # -- the announcer ---------------------------------------------------------
 
-    def _announce(self, breaker: CircuitBreaker[..., Any], change: Transition) -> None:
-        self._announcements.put((breaker, change))
+    def _announce(self, link: _Link) -> None:
+        """Have the announcer tell of *link*'s news."""
+        self._announcements.put(link)
 
     def _announce_loop(self) -> None:
-        """Tell hooks and sinks of the fleet's changes, one at a time, in order."""
-        while (announcement := self._announcements.get()) is not None:
-            breaker, change = announcement
-            breaker._announce(change)
+        """Tell hooks and sinks of the fleet's changes, in order, per breaker."""
+        while (link := self._announcements.get()) is not None:
+            breaker = link.breaker
+            if breaker is None:
+                continue
+            try:
+                link.tell(breaker)
+            except BaseException:  # noqa: BLE001 - hooks catch Exception; not this thread
+                logger.exception(
+                    "Redis store %r: telling of a change of %r failed",
+                    self.namespace,
+                    link.name,
+                )
 
     # -- the listener ----------------------------------------------------------
 
