@@ -8,12 +8,12 @@ import sys
 import time
 import traceback
 
-from . import _faults, _memory, _retries, _tasks, _threads, _wallclock
+from . import _faults, _fleet, _memory, _retries, _tasks, _threads, _wallclock
 from ._core import STORMS, Check, Log, Mode
 
 # Importing a storm module registers its storms; they run in this order.
-MODULES = (_threads, _tasks, _retries, _faults, _memory, _wallclock)
-ORDER = ("threads", "tasks", "retries", "faults", "memory", "wallclock")
+MODULES = (_threads, _tasks, _retries, _faults, _memory, _wallclock, _fleet)
+ORDER = ("threads", "tasks", "retries", "faults", "memory", "wallclock", "fleet")
 if set(ORDER) != set(STORMS):
     raise RuntimeError(f"ORDER {ORDER} does not list the storms {sorted(STORMS)}")
 
