@@ -218,11 +218,15 @@ def check_spells(log: Log, seen: Run) -> None:
         statistics.median(late) if late else 0.0,
         lateness.median + slack,
     )
+    # The longest overrun may be two delays back to back (the caller's wake
+    # and then its turn for the GIL), each as long as the longest the naps
+    # saw one at a time: CI once saw 90.6 ms against 40 ms + 40 ms. A stall
+    # is seconds, still far beyond twice the bound.
     log.at_most(
-        "no open spell stalled: longest overrun <= longest scheduling delay"
-        " + slack (s)",
+        "no open spell stalled: longest overrun <= 2 x (longest scheduling"
+        " delay + slack) (s)",
         max(late, default=0.0),
-        lateness.longest + slack,
+        2 * (lateness.longest + slack),
     )
     # The spell still open when the run ended, if any, must not have been due
     # yet when a caller of the breaker last began a round of calls: any call
