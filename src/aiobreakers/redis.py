@@ -77,8 +77,8 @@ codecs.lookup("idna")
 # Namespaces and breaker names become parts of keys, channels and messages:
 # no braces (Redis Cluster hash tags), no spaces (the messages' separator),
 # and no colon in a namespace, which a colon ends in every key and channel.
-_NAME: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
-_NAMESPACE: Final = re.compile(r"[A-Za-z0-9_./-]{1,200}")
+_NAME: Final = r"[A-Za-z0-9_.:/-]{1,200}"
+_NAMESPACE: Final = r"[A-Za-z0-9_./-]{1,200}"
 
 # Seconds a background thread waits before trying a server that failed.
 _BACKOFF: Final = 0.1
@@ -101,7 +101,7 @@ _Op = tuple[str, _Permit, bool]
 def _check_key_part(what: str, value: object, *, namespace: bool = False) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {value!r}")
-    if not (_NAMESPACE if namespace else _NAME).fullmatch(value):
+    if not re.fullmatch(_NAMESPACE if namespace else _NAME, value):
         allowed = "_ . / -" if namespace else "_ . : / -"
         raise ValueError(
             f"{what} {value!r} cannot be shared through Redis: use 1 to 200 of"
