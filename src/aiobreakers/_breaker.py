@@ -852,7 +852,11 @@ class CircuitBreaker(Generic[P, R]):
                 self._failures += 1
             else:
                 self._successes += 1
-            change = self._record(spell, now, duration, failed, ticket)
+            change = (
+                self._machine.record(spell, now, duration, failed=failed, ticket=ticket)
+                if self._link is None
+                else self._record_shared(spell, now, duration, failed, ticket)
+            )
             if change is not None and change.new is OPEN:
                 self._trips += 1
         # The call's outcome first, then the change of state it caused.
@@ -870,7 +874,7 @@ class CircuitBreaker(Generic[P, R]):
         if change is not None:
             self._announce(change)
 
-    def _record(
+    def _record_shared(
         self,
         spell: Spell,
         now: float,
@@ -881,8 +885,7 @@ class CircuitBreaker(Generic[P, R]):
         """Under the lock: move the machine by one outcome, and tell the store."""
         machine = self._machine
         link = self._link
-        if link is None:
-            return machine.record(spell, now, duration, failed=failed, ticket=ticket)
+        assert link is not None  # noqa: S101 - only breakers with a store
         if ticket is not None and ticket.permit is not None:
             # A fleet-wide probe: the fleet judges it on every process's
             # probes. A failure also opens here at once; a success alone
