@@ -360,18 +360,9 @@ class _Link:
         future, permit = asked
         try:
             reply = future.result(store.claim_timeout)
-        except concurrent.futures.TimeoutError:
-            self._abandon(future, permit, store)
+        except BaseException as error:  # noqa: BLE001 - _unanswered raises the caller's own
+            self._unanswered(error, future, permit)
             return True
-        except concurrent.futures.CancelledError:  # closed meanwhile
-            return True
-        except Exception as error:  # noqa: BLE001 - a store must not break a call
-            self._abandon(future, permit, None)  # it may have been granted
-            store._degraded(error)
-            return True
-        except BaseException:  # interrupted while waiting
-            self._abandon(future, permit, None)
-            raise
         return self._verdict(ticket, permit, reply)
 
     async def claim_async(self, ticket: Ticket) -> bool:
@@ -393,19 +384,40 @@ class _Link:
             return await asyncio.wait_for(
                 asyncio.wrap_future(future), store.claim_timeout
             )
-        except (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError):
+        except BaseException as error:  # noqa: BLE001 - _unanswered raises the caller's own
+            self._unanswered(error, future, permit)
+            return None
+
+    def _unanswered(
+        self,
+        error: BaseException,
+        future: concurrent.futures.Future[_Reply],
+        permit: str,
+    ) -> None:
+        """
+        Settle a claim whose wait ended without a reply, by *error*.
+
+        The caller goes on without a permit, unless *error* is its own
+        (interrupted, or its task cancelled), which is raised again.
+        """
+        store = self.store
+        if isinstance(
+            error, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
+        ):
             self._abandon(future, permit, store)
-        except concurrent.futures.CancelledError:  # closed meanwhile (trio)
-            pass
-        except Exception as error:  # noqa: BLE001 - a store must not break a call
+        elif isinstance(error, concurrent.futures.CancelledError):
+            pass  # close() cancelled the claim
+        elif isinstance(error, Exception):
             self._abandon(future, permit, None)  # it may have been granted
             store._degraded(error)
-        except BaseException:
-            # close() cancels waiting claims: not this task's cancellation.
-            if not (store._closed and future.cancelled()):
-                self._abandon(future, permit, None)
-                raise
-        return None
+        # close() cancels waiting claims, which is not this task's cancellation.
+        elif not (
+            isinstance(error, asyncio.CancelledError)
+            and store._closed
+            and future.cancelled()
+        ):
+            self._abandon(future, permit, None)
+            raise error
 
     def _claim(self, permit: str) -> _Reply:
         store = self.store
