@@ -369,12 +369,11 @@ def test_a_failed_probe_reopens_everywhere(stores: Callable[..., RedisStore]) ->
 
 
 def test_a_permit_expires_when_its_prober_dies(
-    stores: Callable[..., RedisStore], client: redis.Redis
+    stores: Callable[..., RedisStore], client: redis.Redis, proxy: Proxy
 ) -> None:
     config = BreakerConfig(failure_threshold=1, half_open_max_calls=1)
     waiter = Waiter()
-    dying = stores(permit_ttl=0.05)
-    here = CircuitBreaker("dies", config, store=dying)
+    here = CircuitBreaker("dies", config, store=stores(url=proxy.url, permit_ttl=0.05))
     there = CircuitBreaker("dies", config, store=stores(permit_ttl=0.05), sink=waiter)
     here._force(CircuitState.HALF_OPEN)
     assert waiter.reached("dies", "half_open")
@@ -383,7 +382,7 @@ def test_a_permit_expires_when_its_prober_dies(
 
     def probe_then_die() -> None:
         started.set()
-        dying.close()  # the process is gone: nobody gives its permit back
+        proxy.cut()  # the process is gone: nobody gives its permit back
         threading.Event().wait()  # hangs for good (a daemon thread)
 
     threading.Thread(target=lambda: here.call_sync(probe_then_die), daemon=True).start()
@@ -393,6 +392,43 @@ def test_a_permit_expires_when_its_prober_dies(
 
     server_wait(client, 0.06)
     assert there.call_sync(lambda: "probed") == "probed"
+
+
+def test_closing_gives_back_the_permits_of_probes_in_flight(
+    stores: Callable[..., RedisStore],
+) -> None:
+    config = BreakerConfig(failure_threshold=1, half_open_max_calls=1)
+    waiter = Waiter()
+    leaving = stores(permit_ttl=60.0)
+    here = CircuitBreaker("leaving", config, store=leaving)
+    there = CircuitBreaker("leaving", config, store=stores(), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached("leaving", "half_open")
+
+    started, finish = threading.Event(), threading.Event()
+    results: list[str] = []
+
+    def probe() -> str:
+        started.set()
+        assert finish.wait(WAIT)
+        return "late"
+
+    prober = threading.Thread(target=lambda: results.append(here.call_sync(probe)))
+    prober.start()
+    assert started.wait(WAIT)
+    with pytest.raises(CircuitOpenError):
+        there.call_sync(lambda: None)  # the only permit is taken
+
+    leaving.close()  # a rolling deploy stops this process mid-probe
+    # Another process probes at once, not after the permit's 60 s.
+    newcomer_store = stores()
+    newcomer = CircuitBreaker("leaving", config, store=newcomer_store)
+    assert newcomer_store.flush()  # it has read the circuit: half-open
+    assert newcomer.state is CircuitState.HALF_OPEN
+    assert newcomer.call_sync(lambda: "probed") == "probed"
+    finish.set()
+    prober.join(WAIT)
+    assert results == ["late"]  # the late probe still ends well, in process
 
 
 async def test_an_async_probe_never_blocks_the_event_loop(

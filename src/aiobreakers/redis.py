@@ -460,6 +460,7 @@ class _Link:
         code, epoch, state = reply[0], reply[1], reply[2]
         if code == 1:
             ticket.permit = (permit, epoch)
+            self.store._hold(self, ticket.permit)
         self.take(reply, refused=code == 0, here=True)
         if code == 0 and state == HALF_OPEN.value:
             # Every permit is taken: refuse here, without asking, until the
@@ -669,6 +670,9 @@ class RedisStore:
         self._cond = threading.Condition(self._lock)
         self._dirty: set[_Link] = set()
         self._ops: list[tuple[_Link, _Op]] = []
+        # The probe permits callers hold, by token (close() gives them back).
+        self._held: dict[str, tuple[_Link, _Permit]] = {}
+        self._closing = False
         self._resync_now = True
         # flush(): passes of the writer asked for, and done; whether the
         # listener's subscription is confirmed.
@@ -816,9 +820,17 @@ class RedisStore:
         """
         Write what is queued (see :meth:`flush`), then stop the threads.
 
-        The breakers go on alone, in process. Writes that Redis does not
-        take within *timeout* seconds are dropped. Closing twice is harmless.
+        The breakers go on alone, in process. Probe permits that calls still
+        hold are given back, so that the fleet may probe again at once
+        rather than after *permit_ttl*; those probes' outcomes stay in this
+        process. Writes that Redis does not take within *timeout* seconds
+        are dropped. Closing twice is harmless.
         """
+        with self._lock:
+            self._closing = True
+            for link, permit in self._held.values():
+                self._ops.append((link, ("release", permit, False)))
+            self._held.clear()
         if self._healthy:
             self.flush(timeout)
         with self._lock:
@@ -946,8 +958,20 @@ class RedisStore:
 
     def _enqueue(self, link: _Link, op: _Op) -> None:
         with self._lock:
+            if self._closed:
+                return  # nothing writes it now; a permit lapses in permit_ttl
+            self._held.pop(op[1][0], None)
             self._ops.append((link, op))
             self._cond.notify()
+
+    def _hold(self, link: _Link, permit: _Permit) -> None:
+        """Record that a caller holds *permit*, until it is done with it."""
+        with self._lock:
+            if self._closing:
+                self._ops.append((link, ("release", permit, False)))
+                self._cond.notify()
+            else:
+                self._held[permit[0]] = (link, permit)
 
     def _args(self, link: _Link) -> list[str | float]:
         return [self._channel, link.name, _ms(self.state_ttl)]
