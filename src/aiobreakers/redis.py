@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import NoScriptError
     from redis.retry import Retry
 except ImportError as _missing:  # pragma: no cover - the extra is not installed
     raise ImportError(
@@ -1203,12 +1204,12 @@ class RedisStore:
         if not links:
             self._client.ping()
             return
-        pipe = self._client.pipeline(transaction=False)
-        for link in links:
-            self._scripts["read"](
-                keys=link.keys[:3], args=self._args(link), client=pipe
-            )
-        replies = [_parse(raw) for raw in pipe.execute()]
+        try:
+            raws = self._read_all(links)
+        except NoScriptError:  # a new or restarted server, or SCRIPT FLUSH
+            self._client.script_load(READ)
+            raws = self._read_all(links)
+        replies = [_parse(raw) for raw in raws]
         for link, reply in zip(links, replies, strict=True):
             breaker = link.breaker
             if breaker is None:
@@ -1220,6 +1221,19 @@ class RedisStore:
         unchecked = [link for link in links if not link.config_checked]
         if unchecked:
             self._check_configs(unchecked)
+
+    def _read_all(self, links: list[_Link]) -> list[Any]:
+        """
+        Run the read script on every circuit, in one round trip.
+
+        A script run through a pipeline would cost one more: redis-py asks
+        the server first whether it has the script.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        sha = self._scripts["read"].sha
+        for link in links:
+            pipe.evalsha(sha, 3, *link.keys[:3], *self._args(link))
+        return pipe.execute()
 
     def _check_configs(self, links: list[_Link]) -> None:
         """
