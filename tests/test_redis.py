@@ -1124,6 +1124,36 @@ def test_counts_from_an_outage_are_not_the_fleets(
     assert here.state is CircuitState.CLOSED
 
 
+@pytest.mark.parametrize("refusal", ["out of memory", "read-only"])
+def test_a_redis_that_refuses_writes_is_one_outage(
+    stores: Callable[..., RedisStore], client: redis.Redis, refusal: str
+) -> None:
+    waiter = Waiter()
+    store = stores(sink=waiter)
+    here = CircuitBreaker("refused", CONFIG, store=store)
+    assert store.flush(WAIT)
+
+    if refusal == "out of memory":
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+    else:  # as on a primary turned replica by a failover
+        client.replicaof("127.0.0.1", "1")  # nothing there: it stays one
+    try:
+        here.trip()
+        # Each pass reads the circuits (which works), then fails to write.
+        for _ in range(5):
+            assert not store.flush(WAIT)
+        assert [type(event) for event in waiter.events] == [StoreDegraded]
+    finally:
+        if refusal == "out of memory":
+            client.config_set("maxmemory", 0)
+        else:
+            client.replicaof("no", "one")
+    assert store.flush(WAIT)
+    assert [type(event) for event in waiter.events] == [StoreDegraded, StoreRecovered]
+    assert state_of(client, "refused")["s"] == "open"  # written once it could be
+
+
 def test_hooks_hear_of_a_breakers_changes_in_the_order_made(
     stores: Callable[..., RedisStore],
 ) -> None:

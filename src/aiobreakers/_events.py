@@ -192,8 +192,9 @@ class StoreDegraded:
     """
     A shared store (:class:`aiobreakers.redis.RedisStore`) stopped answering.
 
-    From now on its breakers decide alone, on their own process's state, at
-    local speed, until :class:`StoreRecovered`. Emitted once per outage.
+    Or it answers but refuses writes (out of memory, read-only). From now on
+    its breakers decide alone, on their own process's state, at local speed,
+    until :class:`StoreRecovered`. Emitted once per outage.
 
     Attributes:
         name: The store's namespace.

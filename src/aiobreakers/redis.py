@@ -681,6 +681,8 @@ class RedisStore:
         self._listening = False
         self._stopping = threading.Event()
         self._healthy = True
+        # Whether the time windows' verdicts are left to the fleet.
+        self._deferring = True
         self._down_since = 0.0
         self._claims = concurrent.futures.ThreadPoolExecutor(
             max_workers=4,
@@ -767,7 +769,7 @@ class RedisStore:
             if not self._threads:
                 self._spawn()
             self._cond.notify()
-        if link.tallies and self._healthy:
+        if link.tallies and self._deferring:
             self._defer(link, deferred=True)
         return link
 
@@ -898,27 +900,36 @@ class RedisStore:
         return self._healthy and not self._closed
 
     def _degraded(self, error: BaseException) -> None:
+        """
+        Go on alone after *error*; told of once per outage.
+
+        A failure while already degraded (a write refused after a read
+        went through, as when Redis is out of memory or read-only) only
+        takes back the windows' verdicts that :meth:`_rejoin` handed over.
+        """
         with self._lock:
-            if not self._healthy or self._closed:
+            if self._closed:
                 return
-            self._healthy = False
-            self._down_since = time.monotonic()
-        logger.warning(
-            "Redis store %r degraded, breakers decide alone: %r",
-            self.namespace,
-            error,
-        )
-        emit(
-            self._sink,
-            StoreDegraded(
-                name=self.namespace, error=f"{type(error).__name__}: {error}"
-            ),
-        )
-        for link in self._all_links():
-            if link.tallies:
-                self._defer(link, deferred=False)
+            first = self._healthy
+            if first:
+                self._healthy = False
+                self._down_since = time.monotonic()
+        if first:
+            logger.warning(
+                "Redis store %r degraded, breakers decide alone: %r",
+                self.namespace,
+                error,
+            )
+            emit(
+                self._sink,
+                StoreDegraded(
+                    name=self.namespace, error=f"{type(error).__name__}: {error}"
+                ),
+            )
+        self._leave_windows(deferred=False)
 
     def _recovered(self) -> None:
+        """Share again: a whole pass of the writer (or a claim) went through."""
         with self._lock:
             if self._healthy or self._closed:
                 return
@@ -928,9 +939,17 @@ class RedisStore:
             self._cond.notify()
         logger.info("Redis store %r recovered after %.3fs", self.namespace, outage)
         emit(self._sink, StoreRecovered(name=self.namespace, outage=outage))
+        self._leave_windows(deferred=True)
+
+    def _leave_windows(self, *, deferred: bool) -> None:
+        """Leave the time windows' verdicts to the fleet, or take them back."""
+        with self._lock:
+            if self._deferring is deferred or self._closed:
+                return
+            self._deferring = deferred
         for link in self._all_links():
             if link.tallies:
-                self._defer(link, deferred=True)
+                self._defer(link, deferred=deferred)
 
     @staticmethod
     def _defer(link: _Link, *, deferred: bool) -> None:
@@ -996,7 +1015,10 @@ class RedisStore:
                 if not self._healthy:
                     self._resync()  # tells whether Redis is back
                     resync = False
-                    self._recovered()
+                    # Before the windows' counts go: those made while
+                    # alone are not the fleet's. Healthy only once the
+                    # whole pass has gone through.
+                    self._leave_windows(deferred=True)
                 for link in dirty:
                     self._write_proposal(link)
                 self._write_ops(ops)
