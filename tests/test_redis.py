@@ -426,7 +426,7 @@ def test_closing_gives_back_the_permits_of_probes_in_flight(
     with pytest.raises(CircuitOpenError):
         there.call_sync(lambda: None)  # the only permit is taken
 
-    leaving.close()  # a rolling deploy stops this process mid-probe
+    leaving.close(WAIT)  # a rolling deploy stops this process mid-probe
     # Another process probes at once, not after the permit's 60 s.
     newcomer_store = stores()
     newcomer = CircuitBreaker("leaving", config, store=newcomer_store)
@@ -436,6 +436,40 @@ def test_closing_gives_back_the_permits_of_probes_in_flight(
     finish.set()
     prober.join(WAIT)
     assert results == ["late"]  # the late probe still ends well, in process
+
+
+def probe_on(breaker: CircuitBreaker[..., Any], go: threading.Barrier) -> None:
+    go.wait(WAIT)
+    for _ in range(5):
+        breaker.call_sync(lambda: None)
+
+
+def test_closing_mid_claims_leaves_no_permit_taken(
+    stores: Callable[..., RedisStore], client: redis.Redis
+) -> None:
+    # Claims sent just before close() are granted while it runs: it must
+    # wait for them, or their permits stay taken for permit_ttl.
+    config = BreakerConfig(
+        failure_threshold=1, half_open_max_calls=50, success_threshold=1000
+    )
+    for round_ in range(5):
+        name = f"mid-claims-{round_}"
+        leaving = stores(permit_ttl=60.0)
+        here = CircuitBreaker(name, config, store=leaving)
+        waiter = Waiter()
+        there = CircuitBreaker(name, config, store=stores(), sink=waiter)
+        here._force(CircuitState.HALF_OPEN)
+        assert waiter.reached(name, "half_open")
+        go = threading.Barrier(9)
+        probers = [threading.Thread(target=probe_on, args=(here, go)) for _ in range(8)]
+        for prober in probers:
+            prober.start()
+        go.wait(WAIT)
+        leaving.close(WAIT)
+        for prober in probers:
+            prober.join(WAIT)
+        assert client.zcard(f"aiobreakers:{{test:{name}}}:permits") == 0
+        assert there.state is CircuitState.HALF_OPEN
 
 
 async def test_an_async_probe_never_blocks_the_event_loop(
@@ -1043,7 +1077,7 @@ def test_a_trio_claim_needs_none_of_trios_worker_threads(
     import trio  # noqa: PLC0415 - a trio-only test
     import trio.testing  # noqa: PLC0415
 
-    store = stores(claim_timeout=2 * WAIT)  # longer than fail_after below
+    store = stores(claim_timeout=10.0)  # the most: longer than fail_after(WAIT)
     breaker = CircuitBreaker("trio", BreakerConfig(), store=store)
     breaker._force(CircuitState.HALF_OPEN)
     assert store.flush(WAIT)
@@ -1124,34 +1158,93 @@ def test_counts_from_an_outage_are_not_the_fleets(
     assert here.state is CircuitState.CLOSED
 
 
-@pytest.mark.parametrize("refusal", ["out of memory", "read-only"])
-def test_a_redis_that_refuses_writes_is_one_outage(
-    stores: Callable[..., RedisStore], client: redis.Redis, refusal: str
-) -> None:
-    waiter = Waiter()
-    store = stores(sink=waiter)
-    here = CircuitBreaker("refused", CONFIG, store=store)
-    assert store.flush(WAIT)
-
+@contextlib.contextmanager
+def refusing_writes(client: redis.Redis, refusal: str) -> Iterator[None]:
+    """Make the server answer reads and refuse every write, for a block."""
     if refusal == "out of memory":
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", 1)
     else:  # as on a primary turned replica by a failover
         client.replicaof("127.0.0.1", "1")  # nothing there: it stays one
     try:
-        here.trip()
-        # Each pass reads the circuits (which works), then fails to write.
-        for _ in range(5):
-            assert not store.flush(WAIT)
-        assert [type(event) for event in waiter.events] == [StoreDegraded]
+        yield
     finally:
         if refusal == "out of memory":
             client.config_set("maxmemory", 0)
         else:
             client.replicaof("no", "one")
+
+
+REFUSALS = ["out of memory", "read-only"]
+BUSY_WINDOW = BreakerConfig(
+    trip=RateWindow(seconds=60, minimum_calls=1000, failure_rate=0.5)
+)
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+@pytest.mark.parametrize("refused", ["a trip", "a window's counts"])
+def test_a_redis_that_refuses_writes_is_one_outage(
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    refusal: str,
+    refused: str,
+) -> None:
+    waiter = Waiter()
+    store = stores(sink=waiter)
+    here = CircuitBreaker("refused", CONFIG, store=store)
+    busy = CircuitBreaker("busy", BUSY_WINDOW, store=store)
+    assert store.flush(WAIT)
+
+    with refusing_writes(client, refusal):
+        if refused == "a trip":
+            here.trip()  # written again at every pass
+        # Each pass reads the circuits (which works), then fails to write;
+        # counts that fail to go are not sent again.
+        for _ in range(5):
+            for _ in range(10):
+                busy.call_sync(lambda: None)
+            assert not store.flush(WAIT)
+        assert [type(event) for event in waiter.events] == [StoreDegraded]
     assert store.flush(WAIT)
     assert [type(event) for event in waiter.events] == [StoreDegraded, StoreRecovered]
-    assert state_of(client, "refused")["s"] == "open"  # written once it could be
+    if refused == "a trip":
+        assert state_of(client, "refused")["s"] == "open"  # written once it could be
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_window_verdict_made_alone_holds_while_redis_refuses_writes(
+    stores: Callable[..., RedisStore], client: redis.Redis, refusal: str
+) -> None:
+    config = BreakerConfig(
+        trip=RateWindow(seconds=60, minimum_calls=5, failure_rate=0.5),
+        recovery_timeout=30.0,
+    )
+    store = stores()
+    changes = Waiter()
+    breaker = CircuitBreaker("alone", config, store=store, sink=changes)
+    other = CircuitBreaker("other", CONFIG, store=store)
+    breaker.trip()
+    breaker.reset()  # the fleet's state, closed, is in Redis
+    assert store.flush(WAIT)
+
+    with refusing_writes(client, refusal):
+        other.trip()  # something to write: the store finds out
+        assert not store.flush(WAIT)
+        trip_by_failures(breaker, 5)  # judged here alone, the store degraded
+        assert breaker.state is CircuitState.OPEN
+        for _ in range(3):
+            assert not store.flush(WAIT)  # each pass reads the fleet's state
+            assert breaker.state is CircuitState.OPEN
+    # Shared again: the fleet's window decides, and it saw none of those.
+    assert store.flush(WAIT)
+    assert changes.wait_for(
+        lambda events: any(
+            isinstance(event, StateChanged)
+            and event.new is CircuitState.CLOSED
+            and event.reason == "fleet"
+            for event in events
+        )
+    )
 
 
 def test_hooks_hear_of_a_breakers_changes_in_the_order_made(

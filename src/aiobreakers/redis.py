@@ -59,6 +59,7 @@ from ._redis_lua import CLAIM, PROBE, PROPOSE, READ, RESTORE, WINDOW
 from ._sniff import in_trio
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from typing_extensions import Self
@@ -87,6 +88,10 @@ _BACKOFF: Final = 0.1
 # The longest a refused claim (every permit taken) stands for later claims
 # of the same process, which are refused without asking meanwhile.
 _BUSY: Final = 0.1
+
+# How long the key lasts that a degraded store writes, to learn whether
+# Redis takes writes again (ms).
+_ALIVE_MS: Final = 1000
 
 # A script's reply: code, epoch, state, ms left, length ms, failed probes.
 _Reply = tuple[int, int, str, int, int, int]
@@ -343,15 +348,14 @@ class _Link:
         Or decide it without Redis, where that can be: ``True`` when the
         breaker's own state decides, ``False`` while every permit is taken.
         """
-        if not self.store._usable():
+        store = self.store
+        if not store._usable():
             return True
         if time.monotonic() < self.busy_until:
             return False
         permit = secrets.token_hex(8)
-        try:
-            return self.store._claims.submit(self._claim, permit), permit
-        except RuntimeError:  # closed meanwhile: the executor takes no more
-            return True
+        future = store._send_claim(self._claim, permit)
+        return True if future is None else (future, permit)
 
     def claim(self, ticket: Ticket) -> bool:
         store = self.store
@@ -424,7 +428,12 @@ class _Link:
         store = self.store
         breaker = self.breaker
         most = 1 if breaker is None else breaker.config.half_open_max_calls
-        return store._run("claim", self, permit, most, store._permit_ms)
+        reply = store._run("claim", self, permit, most, store._permit_ms)
+        if reply[0] == 1:
+            # Known here, whether the caller still waits or not, so that
+            # close() can give it back.
+            store._hold(self, (permit, reply[1]))
+        return reply
 
     def _abandon(
         self,
@@ -457,11 +466,10 @@ class _Link:
         future.add_done_callback(give_back)
 
     def _verdict(self, ticket: Ticket, permit: str, reply: _Reply) -> bool:
-        self.store._recovered()
         code, epoch, state = reply[0], reply[1], reply[2]
         if code == 1:
             ticket.permit = (permit, epoch)
-            self.store._hold(self, ticket.permit)
+            self.store._recovered()  # Redis took a write: it is back
         self.take(reply, refused=code == 0, here=True)
         if code == 0 and state == HALF_OPEN.value:
             # Every permit is taken: refuse here, without asking, until the
@@ -489,9 +497,10 @@ class _Link:
             _, epoch, state, left, length, failed = reply
             fleet = CircuitState(state)
             early = refused and fleet is OPEN and machine.spell.state is not OPEN
-            if epoch < self.epoch or (
-                epoch == self.epoch and not (self.diverged or early)
-            ):
+            # Its own verdict gives way to the fleet's once the store shares
+            # again, not at a read while Redis still refuses writes.
+            give_way = self.diverged and self.store._healthy
+            if epoch < self.epoch or (epoch == self.epoch and not (give_way or early)):
                 return None
             if epoch > self.epoch:
                 self.busy_until = 0.0
@@ -551,9 +560,10 @@ class RedisStore:
     Breakers given the same store namespace and name share one circuit in
     every process; other namespaces and names never collide. Calls never wait
     on Redis, but to claim a half-open probe permit (at most
-    *claim_timeout*); if Redis fails, breakers go on alone on their own
-    state and :class:`~aiobreakers.StoreDegraded` is emitted, then
-    :class:`~aiobreakers.StoreRecovered` when it answers again.
+    *claim_timeout*); if Redis fails (or refuses writes), breakers go on
+    alone on their own state and :class:`~aiobreakers.StoreDegraded` is
+    emitted, then :class:`~aiobreakers.StoreRecovered` once Redis takes
+    the store's reads and writes again.
 
     The store starts two background threads when the first breaker joins it
     (and again in a forked child); :meth:`close` stops them. Use it as a
@@ -643,6 +653,7 @@ class RedisStore:
         self._owns_client = False
         self._permit_ms = _ms(self.permit_ttl)
         self._channel = f"aiobreakers:{self.namespace}"
+        self._alive = f"aiobreakers:{{{self.namespace}}}:alive"
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
@@ -673,6 +684,7 @@ class RedisStore:
         self._ops: list[tuple[_Link, _Op]] = []
         # The probe permits callers hold, by token (close() gives them back).
         self._held: dict[str, tuple[_Link, _Permit]] = {}
+        self._claiming: set[concurrent.futures.Future[_Reply]] = set()
         self._closing = False
         self._resync_now = True
         # flush(): passes of the writer asked for, and done; whether the
@@ -735,7 +747,7 @@ class RedisStore:
 
     @property
     def healthy(self) -> bool:
-        """Whether Redis answered the store's last request (breakers share now)."""
+        """Whether the store shares now: Redis took its last reads and writes."""
         return self._healthy and not self._closed
 
     # -- joining ---------------------------------------------------------------
@@ -769,8 +781,8 @@ class RedisStore:
             if not self._threads:
                 self._spawn()
             self._cond.notify()
-        if link.tallies and self._deferring:
-            self._defer(link, deferred=True)
+        if link.tallies:
+            self._defer(link)
         return link
 
     def _spawn(self) -> None:
@@ -827,15 +839,24 @@ class RedisStore:
         hold are given back, so that the fleet may probe again at once
         rather than after *permit_ttl*; those probes' outcomes stay in this
         process. Writes that Redis does not take within *timeout* seconds
-        are dropped. Closing twice is harmless.
+        are dropped (and a permit granted later lapses). Closing twice is
+        harmless.
         """
+        seconds = _check_seconds("timeout", timeout, least=0.0, most=3600.0)
+        deadline = time.monotonic() + seconds
         with self._lock:
-            self._closing = True
+            self._closing = True  # from now on, half-open calls ask no one
+            claiming = list(self._claiming)
+        if self._healthy:
+            # A claim sent already may yet be granted: wait for the replies,
+            # so that every permit to give back is known.
+            concurrent.futures.wait(claiming, timeout=seconds)
+        with self._lock:
             for link, permit in self._held.values():
                 self._ops.append((link, ("release", permit, False)))
             self._held.clear()
         if self._healthy:
-            self.flush(timeout)
+            self.flush(max(0.0, deadline - time.monotonic()))
         with self._lock:
             if self._closed:
                 return
@@ -851,7 +872,10 @@ class RedisStore:
         self._claims.shutdown(wait=False, cancel_futures=True)
         for link in self._all_links():
             if link.tallies:
-                self._defer(link, deferred=False)
+                self._defer(link)
+        with self._lock:  # what Redis did not take in time
+            self._dirty.clear()
+            self._ops.clear()
         if self._owns_client:
             self._client.close()
 
@@ -897,15 +921,15 @@ class RedisStore:
     # -- health ----------------------------------------------------------------
 
     def _usable(self) -> bool:
-        return self._healthy and not self._closed
+        return self._healthy and not (self._closing or self._closed)
 
     def _degraded(self, error: BaseException) -> None:
         """
         Go on alone after *error*; told of once per outage.
 
         A failure while already degraded (a write refused after a read
-        went through, as when Redis is out of memory or read-only) only
-        takes back the windows' verdicts that :meth:`_rejoin` handed over.
+        went through, as when Redis is out of memory or read-only) tells
+        nothing new.
         """
         with self._lock:
             if self._closed:
@@ -949,21 +973,29 @@ class RedisStore:
             self._deferring = deferred
         for link in self._all_links():
             if link.tallies:
-                self._defer(link, deferred=deferred)
+                self._defer(link)
 
     @staticmethod
-    def _defer(link: _Link, *, deferred: bool) -> None:
-        """Leave a time window's verdict to the fleet, or take it back."""
+    def _defer(link: _Link) -> None:
+        """
+        Leave a time window's verdict to the fleet, or take it back.
+
+        As the store stands when the breaker's lock is taken, so that of
+        two threads changing it, the later one's choice holds.
+        """
         breaker = link.breaker
         if breaker is None:
             return
+        store = link.store
 
         def update(machine: Machine, now: float) -> Transition | None:
-            machine.deferred = deferred
-            # Counts of the other mode's time are not the fleet's to judge:
-            # while down, the process judged them alone; once back, they
-            # are too old for the fleet's buckets.
-            link.counts = [0, 0, 0]
+            deferred = store._deferring and not store._closed
+            if machine.deferred is not deferred:
+                machine.deferred = deferred
+                # Counts of the other mode's time are not the fleet's to
+                # judge: while down, the process judged them alone; once
+                # back, they are too old for the fleet's buckets.
+                link.counts = [0, 0, 0]
             return None
 
         breaker._store_update(update)
@@ -985,13 +1017,39 @@ class RedisStore:
             self._cond.notify()
 
     def _hold(self, link: _Link, permit: _Permit) -> None:
-        """Record that a caller holds *permit*, until it is done with it."""
+        """Record that Redis granted *permit*, until its caller is done with it."""
         with self._lock:
+            if self._closed:
+                return  # granted after close() gave up waiting: it lapses
             if self._closing:
                 self._ops.append((link, ("release", permit, False)))
                 self._cond.notify()
             else:
                 self._held[permit[0]] = (link, permit)
+
+    def _send_claim(
+        self, claim: Callable[[str], _Reply], permit: str
+    ) -> concurrent.futures.Future[_Reply] | None:
+        """
+        Hand a claim to a claim thread, kept until answered for close().
+
+        ``None`` once the store is closing: the breaker's own state decides.
+        """
+        with self._lock:
+            if self._closing or self._closed:
+                return None
+            try:
+                future = self._claims.submit(claim, permit)
+            except RuntimeError:  # the interpreter is shutting down
+                return None
+            self._claiming.add(future)
+        # Outside the lock: a claim answered already calls back at once.
+        future.add_done_callback(self._untrack)
+        return future
+
+    def _untrack(self, claim: concurrent.futures.Future[_Reply]) -> None:
+        with self._lock:
+            self._claiming.discard(claim)
 
     def _args(self, link: _Link) -> list[str | float]:
         return [self._channel, link.name, _ms(self.state_ttl)]
@@ -1015,6 +1073,9 @@ class RedisStore:
                 if not self._healthy:
                     self._resync()  # tells whether Redis is back
                     resync = False
+                    # Reads are not enough: out of memory or read-only,
+                    # Redis answers them and refuses every write.
+                    self._client.set(self._alive, self._process, px=_ALIVE_MS)
                     # Before the windows' counts go: those made while
                     # alone are not the fleet's. Healthy only once the
                     # whole pass has gone through.
@@ -1298,6 +1359,8 @@ class RedisStore:
         def check(machine: Machine, now: float) -> Transition | None:
             if link.pending is not None or link.inflight is not None:
                 return None  # the proposal writes the state back itself
+            if link.diverged and not self._healthy:
+                return None  # its own verdict, until the store shares again
             spell = machine.spell
             if spell.state is CLOSED or link.diverged:
                 link.epoch = 0  # any circuit made anew is newer
