@@ -1272,3 +1272,129 @@ def test_hooks_hear_of_a_breakers_changes_in_the_order_made(
         ("closed", "open", "fleet"),
         ("open", "closed", "reset"),
     ]
+
+
+# -- a change made on a state taken from the fleet ----------------------------------
+
+
+class Pair:
+    """Two processes' breakers of one circuit; *here* has a FakeClock and a sink."""
+
+    def __init__(
+        self, stores: Callable[..., RedisStore], client: redis.Redis, name: str
+    ) -> None:
+        self.client = client
+        self.clock = FakeClock()
+        self.waiter = Waiter()
+        self.store = stores()
+        self.here = CircuitBreaker(
+            name, CONFIG, store=self.store, clock=self.clock, sink=self.waiter
+        )
+        self.other = stores()
+        self.there = CircuitBreaker(name, CONFIG, store=self.other)
+
+    def agree_on_closed(self) -> None:
+        """Both on the fleet's closed circuit, of an epoch above 0."""
+        self.there.trip()
+        self.there.reset()
+        assert self.other.flush(WAIT)
+        epoch = int(state_of(self.client, self.here.name)["e"])
+        link: Any = self.here._link
+        # The listener's too, so that no message of these is still to come.
+        assert self.waiter.wait_for(lambda _: link.epoch == epoch)
+        assert self.here.state is CircuitState.CLOSED
+
+    def fleet_resets(self) -> None:
+        """Another process resets; here's listener takes it."""
+        self.there.reset()
+        assert self.other.flush(WAIT)
+        name = self.here.name
+        assert self.waiter.wait_for(
+            lambda _: self.waiter.changes(name)[-1:] == [("open", "closed", "fleet")]
+        )
+
+    def agree_on_open(self) -> None:
+        """Here and in Redis: open; and still once here's own deadline passed."""
+        here, client, name = self.here, self.client, self.here.name
+        assert self.store.flush(WAIT)
+        assert (here.state.value, state_of(client, name)["s"]) == ("open", "open")
+        # The server's open spell has 30 s to go: half-open here (on its own
+        # clock) is the fleet's open state past its deadline, unlike the
+        # storm's worker, half-open on a circuit closed in Redis.
+        self.clock.advance(CONFIG.recovery_timeout + 1.0)
+        assert self.store.flush(WAIT)
+        assert (here.state.value, state_of(client, name)["s"]) == ("half_open", "open")
+
+
+def test_a_change_made_while_a_refused_proposal_is_in_flight_is_shared(
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fleet storm's rare disagreement (a worker half-open, Redis closed):
+    # a process proposes a change; the fleet moves on meanwhile (another
+    # process resets), so the proposal is refused; the listener takes the
+    # fleet's new state, and on it the process decides a change of its own
+    # before the writer settles the refusal. That change must reach the
+    # fleet, on the epoch it was decided on, not die with the refused one.
+    pair = Pair(stores, client, "inflight")
+    pair.agree_on_closed()
+    proposing, proposed = threading.Event(), threading.Event()
+    settling, settled = threading.Event(), threading.Event()
+    run, settle = pair.store._run, RedisStore._settle
+
+    def held_run(script: str, link: Any, *args: Any) -> Any:
+        if script == "propose" and not proposing.is_set():
+            proposing.set()
+            proposed.wait(WAIT)
+        return run(script, link, *args)
+
+    def held_settle(breaker: Any, link: Any, reply: Any) -> None:
+        if not settling.is_set():
+            settling.set()
+            settled.wait(WAIT)
+        settle(breaker, link, reply)
+
+    monkeypatch.setattr(pair.store, "_run", held_run)
+    monkeypatch.setattr(pair.store, "_settle", held_settle)
+
+    trip_by_failures(pair.here, 2)  # opens here: its proposal is in flight
+    assert proposing.wait(WAIT)
+    pair.fleet_resets()  # so the proposal will be refused
+    proposed.set()
+    assert settling.wait(WAIT)  # refused, not yet settled
+    trip_by_failures(pair.here, 2)  # opens here again, on the fleet's closed state
+    settled.set()
+
+    pair.agree_on_open()
+
+
+def test_a_change_made_after_the_fleet_moved_does_not_inherit_a_queued_epoch(
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same with the first proposal still queued when the fleet's newer
+    # state is taken (the writer held up: after an outage, say, the listener
+    # may be back first): the change decided on that state must not take the
+    # queued one's older epoch, to be refused with it.
+    pair = Pair(stores, client, "queued")
+    pair.agree_on_closed()
+    writing, written = threading.Event(), threading.Event()
+    write = pair.store._write_proposal
+
+    def held_write(link: Any) -> None:
+        if not writing.is_set():
+            writing.set()
+            written.wait(WAIT)
+        write(link)
+
+    monkeypatch.setattr(pair.store, "_write_proposal", held_write)
+
+    trip_by_failures(pair.here, 2)  # opens here: its proposal is queued
+    assert writing.wait(WAIT)
+    pair.fleet_resets()
+    trip_by_failures(pair.here, 2)  # opens here again, on the fleet's closed state
+    written.set()
+
+    pair.agree_on_open()

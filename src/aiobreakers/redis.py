@@ -214,6 +214,7 @@ class _Link:
         "counts_epoch",
         "diverged",
         "epoch",
+        "fresh",
         "inflight",
         "keys",
         "name",
@@ -254,6 +255,11 @@ class _Link:
         # decides with a quorum, so that verdict is never shared, and the
         # fleet's state is taken back at the first reply.
         self.diverged = False
+        # Whether this process's state is the fleet's as last taken (at
+        # epoch), with no change of its own since: the next change is then
+        # decided on epoch, whatever was queued or in flight before (see
+        # changed).
+        self.fresh = False
         self.pending: _Proposal | None = None
         self.inflight: _Proposal | None = None
         self.counts = [0, 0, 0]  # calls, failures, slow calls
@@ -294,7 +300,16 @@ class _Link:
         earlier = self.pending
         # Only a forced change gets here from a diverged state: everyone's.
         self.diverged = False
-        if earlier is not None:
+        if self.fresh:
+            # Decided on the fleet's state taken at epoch, which replaced
+            # here whatever is queued or in flight: so on epoch, not on
+            # theirs. Fenced on theirs, it would be refused, and the
+            # refusal (of this very epoch) taken as nothing new: the change
+            # never shared, and this process left on a state the fleet
+            # never had (a breaker half-open on a circuit closed in Redis).
+            self.fresh = False
+            proposal.base = self.epoch
+        elif earlier is not None:
             # Only the latest state matters, decided on the oldest epoch;
             # it is forced only if it was itself.
             proposal.base = earlier.base
@@ -506,6 +521,7 @@ class _Link:
                 self.busy_until = 0.0
             self.diverged = False
             self.epoch = epoch
+            self.fresh = True
             if fleet is CLOSED and machine.spell.state is CLOSED:
                 return None  # the same state: keep this spell and its counts
             change = machine.adopt(
@@ -1184,7 +1200,7 @@ class RedisStore:
             newer = link.pending
             if newer is None:
                 link.pending = proposal
-            else:
+            elif newer.base is None:  # decided on top of the one put back
                 newer.base = proposal.base
             return None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import multiprocessing
 import os
 import random
@@ -757,6 +758,22 @@ def _check_outages(
     )
 
 
+def _degraded_spells(reports: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Each worker's spells degraded: StoreDegraded to StoreRecovered (or the end)."""
+    spells: list[tuple[float, float]] = []
+    for report in reports:
+        down: float | None = None
+        for what, at, _ in report["store_events"]:
+            if what == "degraded" and down is None:
+                down = at
+            elif what == "recovered" and down is not None:
+                spells.append((down, at))
+                down = None
+        if down is not None:
+            spells.append((down, math.inf))
+    return spells
+
+
 def _check_permits(
     log: Log,
     sampler: Sampler,
@@ -797,12 +814,7 @@ def _check_permits(
         record.unheld,
         0,
     )
-    degraded = [
-        at
-        for report in reports
-        for what, at, _ in report["store_events"]
-        if what == "degraded"
-    ]
+    degraded = _degraded_spells(reports)
     wedged, early, unjudged = [], [], 0
     after_lapse: list[float] = []
     for name, permits, since, killed in record.probers:
@@ -816,8 +828,10 @@ def _check_permits(
             wedged.append(name)
         if permits != 1:
             continue
-        if any(killed <= at <= killed + lapsed for at in degraded):
-            # A degraded store probes alone, without a permit, as designed.
+        if any(down <= killed + lapsed and up >= killed for down, up in degraded):
+            # A degraded store probes alone, without a permit, as designed:
+            # one degraded at any time while the permit lived (from before
+            # the kill, too) may have changed the circuit meanwhile.
             unjudged += 1
         elif moved is None or moved < lapsed - LAPSE_MARGIN:
             early.append(name)
