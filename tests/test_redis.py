@@ -1326,6 +1326,26 @@ class Pair:
         assert (here.state.value, state_of(client, name)["s"]) == ("half_open", "open")
 
 
+def held_once(
+    call: Callable[..., Any],
+    reached: threading.Event,
+    release: threading.Event,
+    when: Callable[..., bool] = lambda *_: True,
+) -> Callable[..., Any]:
+    """
+    Hold up the writer at *call*: its first call that *when* picks sets
+    *reached*, then waits for *release*.
+    """
+
+    def held(*args: Any) -> Any:
+        if not reached.is_set() and when(*args):
+            reached.set()
+            release.wait(WAIT)
+        return call(*args)
+
+    return held
+
+
 def test_a_change_made_while_a_refused_proposal_is_in_flight_is_shared(
     stores: Callable[..., RedisStore],
     client: redis.Redis,
@@ -1341,22 +1361,19 @@ def test_a_change_made_while_a_refused_proposal_is_in_flight_is_shared(
     pair.agree_on_closed()
     proposing, proposed = threading.Event(), threading.Event()
     settling, settled = threading.Event(), threading.Event()
-    run, settle = pair.store._run, RedisStore._settle
-
-    def held_run(script: str, link: Any, *args: Any) -> Any:
-        if script == "propose" and not proposing.is_set():
-            proposing.set()
-            proposed.wait(WAIT)
-        return run(script, link, *args)
-
-    def held_settle(breaker: Any, link: Any, reply: Any) -> None:
-        if not settling.is_set():
-            settling.set()
-            settled.wait(WAIT)
-        settle(breaker, link, reply)
-
-    monkeypatch.setattr(pair.store, "_run", held_run)
-    monkeypatch.setattr(pair.store, "_settle", held_settle)
+    monkeypatch.setattr(
+        pair.store,
+        "_run",
+        held_once(
+            pair.store._run,
+            proposing,
+            proposed,
+            when=lambda script, *_: script == "propose",
+        ),
+    )
+    monkeypatch.setattr(
+        pair.store, "_settle", held_once(RedisStore._settle, settling, settled)
+    )
 
     trip_by_failures(pair.here, 2)  # opens here: its proposal is in flight
     assert proposing.wait(WAIT)
@@ -1381,15 +1398,11 @@ def test_a_change_made_after_the_fleet_moved_does_not_inherit_a_queued_epoch(
     pair = Pair(stores, client, "queued")
     pair.agree_on_closed()
     writing, written = threading.Event(), threading.Event()
-    write = pair.store._write_proposal
-
-    def held_write(link: Any) -> None:
-        if not writing.is_set():
-            writing.set()
-            written.wait(WAIT)
-        write(link)
-
-    monkeypatch.setattr(pair.store, "_write_proposal", held_write)
+    monkeypatch.setattr(
+        pair.store,
+        "_write_proposal",
+        held_once(pair.store._write_proposal, writing, written),
+    )
 
     trip_by_failures(pair.here, 2)  # opens here: its proposal is queued
     assert writing.wait(WAIT)
