@@ -441,7 +441,8 @@ def test_closing_gives_back_the_permits_of_probes_in_flight(
 def probe_on(breaker: CircuitBreaker[..., Any], go: threading.Barrier) -> None:
     go.wait(WAIT)
     for _ in range(5):
-        breaker.call_sync(lambda: None)
+        with contextlib.suppress(CircuitOpenError):  # refused while closing
+            breaker.call_sync(lambda: None)
 
 
 def test_closing_mid_claims_leaves_no_permit_taken(
@@ -470,6 +471,48 @@ def test_closing_mid_claims_leaves_no_permit_taken(
             prober.join(WAIT)
         assert client.zcard(f"aiobreakers:{{test:{name}}}:permits") == 0
         assert there.state is CircuitState.HALF_OPEN
+
+
+def test_a_half_open_call_while_closing_is_refused_not_shared(
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = BreakerConfig(
+        failure_threshold=1, half_open_max_calls=2, success_threshold=1
+    )
+    waiter = Waiter()
+    leaving = stores()
+    here = CircuitBreaker("closing-call", config, store=leaving)
+    there = CircuitBreaker("closing-call", config, store=stores(), sink=waiter)
+    here._force(CircuitState.HALF_OPEN)
+    assert waiter.reached("closing-call", "half_open")
+    claiming, claimed = threading.Event(), threading.Event()
+    monkeypatch.setattr(
+        leaving,
+        "_run",
+        held_once(
+            leaving._run, claiming, claimed, when=lambda script, *_: script == "claim"
+        ),
+    )
+    first = threading.Thread(target=here.call_sync, args=(lambda: None,))
+    first.start()
+    assert claiming.wait(WAIT)  # a claim in flight, for close() to wait on
+    closing = threading.Thread(target=leaving.close, args=(WAIT,))
+    closing.start()
+    deadline = time.monotonic() + WAIT
+    while not leaving._closing:  # close() has begun, and waits for the claim
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.001)
+    # No permit can be had now: run alone, its success would be written by
+    # close()'s last flush, and close the fleet's circuit.
+    with pytest.raises(CircuitOpenError):
+        here.call_sync(lambda: None)
+    claimed.set()
+    first.join(WAIT)
+    closing.join(WAIT)
+    assert state_of(client, "closing-call")["s"] == "open"  # still half-open
+    assert there.state is CircuitState.HALF_OPEN
 
 
 async def test_an_async_probe_never_blocks_the_event_loop(
@@ -1212,8 +1255,9 @@ def test_a_redis_that_refuses_writes_is_one_outage(
 
 
 @pytest.mark.parametrize("refusal", REFUSALS)
+@pytest.mark.parametrize("keys", ["kept", "lost"])
 def test_a_window_verdict_made_alone_holds_while_redis_refuses_writes(
-    stores: Callable[..., RedisStore], client: redis.Redis, refusal: str
+    stores: Callable[..., RedisStore], client: redis.Redis, refusal: str, keys: str
 ) -> None:
     config = BreakerConfig(
         trip=RateWindow(seconds=60, minimum_calls=5, failure_rate=0.5),
@@ -1226,6 +1270,8 @@ def test_a_window_verdict_made_alone_holds_while_redis_refuses_writes(
     breaker.trip()
     breaker.reset()  # the fleet's state, closed, is in Redis
     assert store.flush(WAIT)
+    if keys == "lost":
+        client.flushall()  # closed all the same, and nothing to write back
 
     with refusing_writes(client, refusal):
         other.trip()  # something to write: the store finds out
@@ -1245,6 +1291,108 @@ def test_a_window_verdict_made_alone_holds_while_redis_refuses_writes(
             for event in events
         )
     )
+
+
+def test_an_outage_logs_each_kind_of_failure_once(
+    redis_server: RedisServer,
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = stores()
+    breaker = CircuitBreaker("logged", CONFIG, store=store)
+    assert store.flush(WAIT)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    with caplog.at_level(logging.WARNING, logger="aiobreakers"):
+        breaker.trip()
+        for _ in range(3):
+            assert not store.flush(WAIT)
+        redis_server.kill()  # and now it does not answer at all
+        # Waits its whole second (the listener is gone for good): passes
+        # every resync_interval meanwhile, each failing the same way.
+        assert not store.flush(1.0)
+    first, then = (record.getMessage() for record in caplog.records)
+    assert "degraded, breakers decide alone" in first
+    assert "OutOfMemoryError" in first
+    assert "still degraded, now by" in then
+    assert "ConnectionError" in then
+
+
+def test_a_claim_answered_without_a_write_is_no_recovery(
+    stores: Callable[..., RedisStore],
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    waiter = Waiter()
+    store = stores(sink=waiter)
+    here = CircuitBreaker("claim-read", CONFIG, store=store, clock=clock)
+    other = CircuitBreaker("claim-other", CONFIG, store=store)
+    here.trip()  # open for 30 s in Redis, by the server's clock
+    assert store.flush(WAIT)
+    claiming, claimed = threading.Event(), threading.Event()
+    monkeypatch.setattr(
+        store,
+        "_run",
+        held_once(
+            store._run, claiming, claimed, when=lambda script, *_: script == "claim"
+        ),
+    )
+    clock.advance(CONFIG.recovery_timeout + 1.0)  # half-open here, on its clock
+    refused: list[CircuitOpenError] = []
+
+    def call() -> None:
+        try:
+            here.call_sync(lambda: None)
+        except CircuitOpenError as error:
+            refused.append(error)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert claiming.wait(WAIT)  # its claim sent while the store was healthy
+    with refusing_writes(client, "read-only"):
+        other.trip()
+        assert not store.flush(WAIT)  # degraded meanwhile
+        claimed.set()
+        caller.join(WAIT)
+        # Refused (the fleet's circuit is still open), which Redis could
+        # answer without a write: no sign that it takes writes again.
+        assert len(refused) == 1
+        assert not store.healthy
+        assert [type(event) for event in waiter.events] == [StoreDegraded]
+
+
+def test_a_store_needs_only_its_namespaces_keys_and_channel(
+    redis_server: RedisServer, stores: Callable[..., RedisStore], client: redis.Redis
+) -> None:
+    client.acl_setuser(
+        "fleet",
+        enabled=True,
+        passwords=["+secret"],
+        keys=["aiobreakers:{test:*"],
+        channels=["aiobreakers:test"],
+        categories=["+@all"],
+    )
+    url = f"redis://fleet:secret@127.0.0.1:{redis_server.port}"
+    waiter = Waiter()
+    store = stores(url=url, sink=waiter)
+    here = CircuitBreaker("acl", CONFIG, store=store)
+    there = CircuitBreaker("acl", CONFIG, store=stores(url=url), sink=waiter)
+    here.trip()
+    assert waiter.reached("acl", "open")
+    assert there.state is CircuitState.OPEN
+    with refusing_writes(client, "out of memory"):
+        here.reset()
+        assert not store.flush(WAIT)
+    assert store.flush(WAIT)  # its check of writes is within its keys too
+    assert waiter.reached("acl", "closed")
+    assert [
+        type(event) for event in waiter.events if not isinstance(event, StateChanged)
+    ] == [
+        StoreDegraded,
+        StoreRecovered,
+    ]
 
 
 def test_hooks_hear_of_a_breakers_changes_in_the_order_made(

@@ -230,12 +230,14 @@ class _Link:
         self.store = store
         self.name = breaker.name
         tag = f"aiobreakers:{{{store.namespace}:{self.name}}}"
-        # The scripts take the first three; the last is _check_configs'.
+        # The scripts take the first three; then _check_configs' and
+        # _check_writes'.
         self.keys = (
             f"{tag}:state",
             f"{tag}:permits",
             f"{tag}:window",
             f"{tag}:config",
+            f"{tag}:alive",
         )
         self._breaker = weakref.ref(breaker)
         policy = breaker.config.trip_policy
@@ -253,7 +255,8 @@ class _Link:
         # Whether this process's state is its own alone: its time window
         # opened the circuit while the store was down. The fleet's window
         # decides with a quorum, so that verdict is never shared, and the
-        # fleet's state is taken back at the first reply.
+        # fleet's state is taken back at the first reply once the store
+        # shares again (see take).
         self.diverged = False
         # Whether this process's state is the fleet's as last taken (at
         # epoch), with no change of its own since: the next change is then
@@ -365,12 +368,12 @@ class _Link:
         """
         store = self.store
         if not store._usable():
-            return True
+            return store._alone()
         if time.monotonic() < self.busy_until:
             return False
         permit = secrets.token_hex(8)
         future = store._send_claim(self._claim, permit)
-        return True if future is None else (future, permit)
+        return store._alone() if future is None else (future, permit)
 
     def claim(self, ticket: Ticket) -> bool:
         store = self.store
@@ -500,9 +503,12 @@ class _Link:
 
         With *refused* (a claim was refused), also an open state of the same
         epoch: this process went half-open a moment before the fleet did.
-        The change is announced on the store's announcer thread, so that
-        hooks never hold up its writer or listener; *here*: on the calling
-        thread (a caller's own claim).
+        A state of this process's own (``diverged``) gives way to the
+        fleet's of the same epoch too, but only while the store is healthy.
+        The next change decided here is proposed on the epoch taken
+        (``fresh``). The change is announced on the store's announcer
+        thread, so that hooks never hold up its writer or listener; *here*:
+        on the calling thread (a caller's own claim).
         """
         breaker = self.breaker
         if breaker is None:
@@ -669,7 +675,6 @@ class RedisStore:
         self._owns_client = False
         self._permit_ms = _ms(self.permit_ttl)
         self._channel = f"aiobreakers:{self.namespace}"
-        self._alive = f"aiobreakers:{{{self.namespace}}}:alive"
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
@@ -709,6 +714,8 @@ class RedisStore:
         self._listening = False
         self._stopping = threading.Event()
         self._healthy = True
+        # The kinds of error logged in this outage (see _degraded).
+        self._told: set[str] = set()
         # Whether the time windows' verdicts are left to the fleet.
         self._deferring = True
         self._down_since = 0.0
@@ -831,7 +838,8 @@ class RedisStore:
         :meth:`close` does it, and tests may.
 
         Returns:
-            Whether it finished in time with Redis answering.
+            Whether it finished in time with the store sharing (see
+            :attr:`healthy`).
         """
         seconds = _check_seconds("timeout", timeout, least=0.0, most=3600.0)
         with self._lock:
@@ -854,7 +862,8 @@ class RedisStore:
         The breakers go on alone, in process. Probe permits that calls still
         hold are given back, so that the fleet may probe again at once
         rather than after *permit_ttl*; those probes' outcomes stay in this
-        process. Writes that Redis does not take within *timeout* seconds
+        process. While it runs, half-open calls that would need a permit are
+        refused. Writes that Redis does not take within *timeout* seconds
         are dropped (and a permit granted later lapses). Closing twice is
         harmless.
         """
@@ -939,14 +948,24 @@ class RedisStore:
     def _usable(self) -> bool:
         return self._healthy and not (self._closing or self._closed)
 
+    def _alone(self) -> bool:
+        """
+        Whether a half-open call that cannot claim a permit may run.
+
+        Yes while degraded or once closed: its breaker decides alone. Not
+        while :meth:`close` runs, whose last writes would share the outcome
+        of a probe that the fleet never permitted.
+        """
+        return self._closed or not self._closing
+
     def _degraded(self, error: BaseException) -> None:
         """
         Go on alone after *error*; told of once per outage.
 
-        A failure while already degraded (a write refused after a read
-        went through, as when Redis is out of memory or read-only) tells
-        nothing new.
+        Failures while degraded (each pass's try) are logged once per kind
+        of error, so that a cause that changes is seen.
         """
+        kind = type(error).__name__
         with self._lock:
             if self._closed:
                 return
@@ -954,6 +973,13 @@ class RedisStore:
             if first:
                 self._healthy = False
                 self._down_since = time.monotonic()
+                self._told = set()
+            new = kind not in self._told
+            self._told.add(kind)
+        if new and not first:
+            logger.warning(
+                "Redis store %r still degraded, now by %r", self.namespace, error
+            )
         if first:
             logger.warning(
                 "Redis store %r degraded, breakers decide alone: %r",
@@ -969,7 +995,7 @@ class RedisStore:
         self._leave_windows(deferred=False)
 
     def _recovered(self) -> None:
-        """Share again: a whole pass of the writer (or a claim) went through."""
+        """Share again: a whole pass of the writer, or a granted claim, went through."""
         with self._lock:
             if self._healthy or self._closed:
                 return
@@ -1089,9 +1115,7 @@ class RedisStore:
                 if not self._healthy:
                     self._resync()  # tells whether Redis is back
                     resync = False
-                    # Reads are not enough: out of memory or read-only,
-                    # Redis answers them and refuses every write.
-                    self._client.set(self._alive, self._process, px=_ALIVE_MS)
+                    self._check_writes()
                     # Before the windows' counts go: those made while
                     # alone are not the fleet's. Healthy only once the
                     # whole pass has gone through.
@@ -1320,6 +1344,19 @@ class RedisStore:
         unchecked = [link for link in links if not link.config_checked]
         if unchecked:
             self._check_configs(unchecked)
+
+    def _check_writes(self) -> None:
+        """
+        Write to Redis, or raise.
+
+        Out of memory or read-only, Redis answers reads and refuses every
+        write, so a resync alone does not tell that it is back.
+        """
+        links = self._all_links()
+        if links:
+            # A key of a circuit's own: in the slot, and under the names (an
+            # ACL's "aiobreakers:{ns:*"), that the store's other writes use.
+            self._client.set(links[0].keys[4], self._process, px=_ALIVE_MS)
 
     def _read_all(self, links: list[_Link]) -> list[Any]:
         """
