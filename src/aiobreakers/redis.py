@@ -976,10 +976,6 @@ class RedisStore:
                 self._told = set()
             new = kind not in self._told
             self._told.add(kind)
-        if new and not first:
-            logger.warning(
-                "Redis store %r still degraded, now by %r", self.namespace, error
-            )
         if first:
             logger.warning(
                 "Redis store %r degraded, breakers decide alone: %r",
@@ -991,6 +987,10 @@ class RedisStore:
                 StoreDegraded(
                     name=self.namespace, error=f"{type(error).__name__}: {error}"
                 ),
+            )
+        elif new:
+            logger.warning(
+                "Redis store %r still degraded, now by %r", self.namespace, error
             )
         self._leave_windows(deferred=False)
 
