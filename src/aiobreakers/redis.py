@@ -804,8 +804,7 @@ class RedisStore:
             if not self._threads:
                 self._spawn()
             self._cond.notify()
-        if link.tallies:
-            self._defer(link)
+        self._defer(link)
         return link
 
     def _spawn(self) -> None:
@@ -895,9 +894,7 @@ class RedisStore:
             if thread is not threading.current_thread():
                 thread.join(timeout=2.0)
         self._claims.shutdown(wait=False, cancel_futures=True)
-        for link in self._all_links():
-            if link.tallies:
-                self._defer(link)
+        self._defer_all()
         with self._lock:  # what Redis did not take in time
             self._dirty.clear()
             self._ops.clear()
@@ -1013,9 +1010,11 @@ class RedisStore:
             if self._deferring is deferred or self._closed:
                 return
             self._deferring = deferred
+        self._defer_all()
+
+    def _defer_all(self) -> None:
         for link in self._all_links():
-            if link.tallies:
-                self._defer(link)
+            self._defer(link)
 
     @staticmethod
     def _defer(link: _Link) -> None:
@@ -1023,10 +1022,11 @@ class RedisStore:
         Leave a time window's verdict to the fleet, or take it back.
 
         As the store stands when the breaker's lock is taken, so that of
-        two threads changing it, the later one's choice holds.
+        two threads changing it, the later one's choice holds. Only a time
+        window's breaker has such a verdict.
         """
         breaker = link.breaker
-        if breaker is None:
+        if breaker is None or not link.tallies:
             return
         store = link.store
 
